@@ -1,0 +1,488 @@
+"""Read any user data source (image folders, class-folder trees, tables) into one Source.
+
+Nothing is dropped silently: every file or row that cannot become an item is kept in
+`Source.skipped` with a reason. Images are not decoded here; the extractor does that later.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import re
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from headstart.data.images import IMAGE_SUFFIXES, is_image_path
+from headstart.errors import HeadstartError, did_you_mean
+
+TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
+PATH_COLUMNS = ("path", "filepath", "file", "image")
+TEXT_COLUMNS = ("text", "sentence")
+LABEL_COLUMN = "label"
+_ACCEPTED = (
+    "a folder of images, a folder with one subfolder of images per class, "
+    "or a .csv, .tsv, .jsonl or .json table"
+)
+
+
+@dataclass
+class Item:
+    id: str
+    path: Path | None = None
+    text: str | None = None
+    label: str | None = None
+
+
+@dataclass
+class Skip:
+    id: str
+    reason: str
+
+
+@dataclass
+class Source:
+    modality: str  # "image" or "text"
+    items: list[Item]
+    skipped: list[Skip] = field(default_factory=list)
+    origin: str = ""
+
+    @property
+    def labels(self) -> list[str | None] | None:
+        """One label per item, or None when no item has one."""
+        labels = [item.label for item in self.items]
+        return labels if any(label is not None for label in labels) else None
+
+    @property
+    def class_names(self) -> list[str]:
+        return sorted({item.label for item in self.items if item.label is not None})
+
+
+def read_source(
+    data: str | os.PathLike,
+    *,
+    text_col: str | None = None,
+    label_col: str | None = None,
+    path_col: str | None = None,
+) -> Source:
+    """Read a folder or a table into a Source; raise HeadstartError when it cannot be used."""
+    path = Path(data)
+    if not path.exists():
+        raise HeadstartError(f"DATA {str(data)!r} does not exist. Pass {_ACCEPTED}.")
+    if not path.is_dir() and path.suffix.lower() not in TABLE_SUFFIXES:
+        raise HeadstartError(
+            f"DATA {str(data)!r} is a {path.suffix or 'suffix-less'} file; expected {_ACCEPTED}."
+        )
+    try:
+        source = (
+            _read_folder(path)
+            if path.is_dir()
+            else _read_any_table(path, text_col, label_col, path_col)
+        )
+    except OSError as err:  # permissions, I/O errors: the whole source, not one item
+        raise HeadstartError(f"DATA {str(data)!r} cannot be read ({err.strerror or err}).") from err
+    _check_not_empty(source, str(data))
+    return source
+
+
+def source_from_texts(texts: Sequence[str], labels: Sequence | None = None) -> Source:
+    """Texts given in Python; ids are 1-based positions."""
+    given = labels is not None
+    labels = _check_labels(labels, len(texts), "texts")
+    items, skipped = [], []
+    for number, (text, label) in enumerate(zip(texts, labels, strict=True), start=1):
+        _add_row(items, skipped, str(number), {"text": text}, label, labels_given=given)
+    return Source("text", items, skipped, origin=f"list of {len(texts)} texts")
+
+
+def source_from_paths(paths: Iterable[str | os.PathLike], labels: Sequence | None = None) -> Source:
+    """Image paths given in Python; ids are the paths."""
+    paths = [Path(p) for p in paths]
+    given = labels is not None
+    labels = _check_labels(labels, len(paths), "paths")
+    items, skipped = [], []
+    for path, label in zip(paths, labels, strict=True):
+        _add_row(items, skipped, str(path), {"path": path}, label, labels_given=given)
+    return Source("image", items, skipped, origin=f"list of {len(paths)} paths")
+
+
+# ---- folders -------------------------------------------------------------------------------
+
+
+def _read_folder(root: Path) -> Source:
+    entries = _visible(root)
+    class_dirs = [e for e in entries if e.is_dir() and not is_image_path(e)]
+    if any(_has_images(d) for d in class_dirs):
+        items, skipped = _read_class_tree(entries, class_dirs)
+    else:
+        items, skipped = _read_flat(entries)
+    items.sort(key=lambda item: item.id)
+    return Source("image", items, skipped, origin=str(root))
+
+
+def _read_class_tree(entries: list[Path], class_dirs: list[Path]):
+    items: list[Item] = []
+    skipped: list[Skip] = []
+    for class_dir in class_dirs:
+        found, bad = _scan(class_dir, label=class_dir.name)
+        if not found:
+            bad.append(Skip(str(class_dir), "empty class folder (no image files)"))
+        items += found
+        skipped += bad
+    for entry in entries:  # files or image-named folders next to the class folders
+        if entry not in class_dirs:
+            reason = "is a directory" if entry.is_dir() else "not inside a class folder"
+            skipped.append(Skip(str(entry), reason))
+    return items, skipped
+
+
+def _read_flat(entries: list[Path]):
+    items: list[Item] = []
+    skipped: list[Skip] = []
+    for entry in entries:
+        if entry.is_dir():
+            reason = "is a directory" if is_image_path(entry) else "folder without image files"
+            skipped.append(Skip(str(entry), reason))
+        else:
+            _add_file(entry, None, items, skipped)
+    return items, skipped
+
+
+def _scan(folder: Path, label: str):
+    """All files under `folder`, recursively, as items or skips."""
+    items: list[Item] = []
+    skipped: list[Skip] = []
+
+    def unreadable(err: OSError) -> None:  # os.walk would otherwise skip it silently
+        skipped.append(Skip(str(err.filename), f"cannot read folder ({err.strerror})"))
+
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in [d for d in dirnames if is_image_path(d)]:
+            skipped.append(Skip(str(Path(dirpath) / name), "is a directory"))
+            dirnames.remove(name)
+        for name in sorted(f for f in filenames if not f.startswith(".")):
+            _add_file(Path(dirpath) / name, label, items, skipped)
+    return items, skipped
+
+
+def _add_file(path: Path, label: str | None, items: list[Item], skipped: list[Skip]) -> None:
+    if is_image_path(path):
+        items.append(Item(str(path), path=path, label=label))
+    else:
+        suffix = path.suffix.lower() or "none"
+        skipped.append(Skip(str(path), f"not an image file (suffix {suffix})"))
+
+
+def _visible(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def _has_images(folder: Path) -> bool:
+    for _dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and not is_image_path(d)]
+        if any(is_image_path(f) and not f.startswith(".") for f in filenames):
+            return True
+    return False
+
+
+# ---- tables: bytes to a frame with row ids ---------------------------------------------------
+
+
+def _read_any_table(path: Path, text_col, label_col, path_col) -> Source:
+    frame, ids, skipped = _read_table(path)
+    source = _from_table(frame, ids, path, text_col, label_col, path_col)
+    source.skipped[:0] = skipped
+    return source
+
+
+def _read_table(path: Path) -> tuple[pd.DataFrame, list[str], list[Skip]]:
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return _read_jsonl(path.read_bytes())
+    if suffix == ".json":
+        return _read_json(path)
+    return _read_delimited(path, sep="\t" if suffix == ".tsv" else ",")
+
+
+def _read_delimited(path: Path, sep: str) -> tuple[pd.DataFrame, list[str], list[Skip]]:
+    """CSV/TSV as strings. Rows with invalid UTF-8 or the wrong number of fields are skipped."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+        row_numbers = None  # data line k is data row k
+        skipped: list[Skip] = []
+    except UnicodeDecodeError:
+        text, row_numbers, skipped = _drop_bad_utf8(path, raw)
+    frame, bad_lines = _parse_delimited(path, text, sep)
+    ids, bad = _row_ids(path, text, len(frame), bad_lines, row_numbers)
+    return frame, ids, skipped + bad
+
+
+def _drop_bad_utf8(path: Path, raw: bytes) -> tuple[str, list[int], list[Skip]]:
+    """Decode line by line (assumes no quoted newlines); keep the good lines' row numbers."""
+    lines = _split_lines(raw)
+    try:
+        header = lines[0].decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise HeadstartError(
+            f"DATA '{path}': the header line is not valid UTF-8. Re-save the file as UTF-8."
+        ) from err
+    good, numbers, skipped = [header], [], []
+    for number, line in enumerate(lines[1:], start=1):
+        try:
+            good.append(line.decode("utf-8"))
+            numbers.append(number)
+        except UnicodeDecodeError:
+            skipped.append(Skip(str(number), "not valid UTF-8"))
+    return "\n".join(good), numbers, skipped
+
+
+def _split_lines(data: bytes | str) -> list:
+    """Split on the line ends the CSV parser knows (not on the extra ones str.splitlines knows)."""
+    lines = re.split(rb"\r\n|\r|\n" if isinstance(data, bytes) else r"\r\n|\r|\n", data)
+    return lines[:-1] if lines and not lines[-1] else lines
+
+
+def _parse_delimited(path: Path, text: str, sep: str) -> tuple[pd.DataFrame, list[tuple]]:
+    """pandas parse; lines with too many fields are reported, not fatal."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", pd.errors.ParserWarning)
+        try:
+            frame = pd.read_csv(
+                io.StringIO(text),
+                sep=sep,
+                dtype=str,
+                keep_default_na=False,  # "NA" or "null" is a text or a class name, not missing
+                skip_blank_lines=False,  # keeps row numbers aligned with lines
+                on_bad_lines="warn",
+            )
+        except pd.errors.EmptyDataError as err:
+            raise HeadstartError(f"DATA '{path}' is empty; expected a header line.") from err
+        except pd.errors.ParserError as err:
+            raise HeadstartError(f"DATA '{path}' cannot be parsed: {err}") from err
+    bad = []
+    for warning in caught:
+        for line, why in re.findall(r"Skipping line (\d+): (.*)", str(warning.message)):
+            bad.append((int(line) - 1, why.strip()))  # file line -> data line (header is line 1)
+    return frame, bad
+
+
+def _row_ids(path, text, n_rows, bad_lines, row_numbers) -> tuple[list[str], list[Skip]]:
+    """Map parsed rows back to 1-based data row numbers of the original file."""
+    original = (lambda line: line) if row_numbers is None else (lambda line: row_numbers[line - 1])
+    skipped = [Skip(str(original(line)), f"cannot parse row ({why})") for line, why in bad_lines]
+    if not bad_lines and row_numbers is None:
+        return [str(k) for k in range(1, n_rows + 1)], skipped
+    n_lines = len(_split_lines(text)) - 1
+    bad_set = {line for line, _ in bad_lines}
+    kept = [line for line in range(1, n_lines + 1) if line not in bad_set]
+    if len(kept) != n_rows:  # rows spanning several lines (quoted newlines)
+        raise HeadstartError(
+            f"DATA '{path}' has rows that cannot be read and rows spanning several lines, so "
+            "row numbers would be wrong. Re-save it as UTF-8 with one row per line."
+        )
+    return [str(original(line)) for line in kept], skipped
+
+
+def _read_jsonl(raw: bytes) -> tuple[pd.DataFrame, list[str], list[Skip]]:
+    records, ids, skipped = [], [], []
+    for number, line in enumerate(_split_lines(raw), start=1):
+        if not line.strip():
+            continue  # blank lines hold no record
+        record, reason = _json_record(line)
+        if reason:
+            skipped.append(Skip(str(number), reason))
+        else:
+            records.append(record)
+            ids.append(str(number))
+    return pd.DataFrame.from_records(records), ids, skipped
+
+
+def _json_record(line: bytes) -> tuple[dict | None, str | None]:
+    try:
+        value = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None, "not valid UTF-8"
+    except json.JSONDecodeError as err:
+        return None, f"not valid JSON ({err.msg})"
+    if not isinstance(value, dict):
+        return None, f"not a JSON object (found {type(value).__name__})"
+    return value, None
+
+
+def _read_json(path: Path) -> tuple[pd.DataFrame, list[str], list[Skip]]:
+    """A list of records, or columns as {name: [values]}; JSON Lines saved as .json also works."""
+    raw = path.read_bytes()
+    try:
+        value = json.loads(raw.decode("utf-8-sig"))
+    except json.JSONDecodeError as err:
+        if err.msg == "Extra data":  # several JSON values: JSON Lines
+            return _read_jsonl(raw)
+        raise HeadstartError(
+            f"DATA '{path}' is not valid JSON ({err.msg} at line {err.lineno}). "
+            "Expected a list of objects, or one object per line in a .jsonl file."
+        ) from err
+    except UnicodeDecodeError:
+        return _read_jsonl(raw)  # per-line decoding finds the bad rows
+    if isinstance(value, dict):
+        value = _columns_to_records(path, value)
+    if not isinstance(value, list):
+        raise HeadstartError(
+            f"DATA '{path}' holds a JSON {type(value).__name__}; expected a list of objects."
+        )
+    records, ids, skipped = [], [], []
+    for number, record in enumerate(value, start=1):
+        if isinstance(record, dict):
+            records.append(record)
+            ids.append(str(number))
+        else:
+            skipped.append(Skip(str(number), f"not a JSON object (found {type(record).__name__})"))
+    return pd.DataFrame.from_records(records), ids, skipped
+
+
+def _columns_to_records(path: Path, value: dict) -> list[dict]:
+    try:
+        return pd.DataFrame(value).to_dict("records")
+    except ValueError as err:
+        raise HeadstartError(
+            f"DATA '{path}' is a JSON object but not {{column: [values]}} ({err}). "
+            "Expected a list of objects."
+        ) from err
+
+
+# ---- tables: frame to items ------------------------------------------------------------------
+
+
+def _from_table(frame, ids, path, text_col, label_col, path_col) -> Source:
+    if not ids:  # every row was skipped while reading; the caller reports why
+        return Source("text", [], [], origin=str(path))
+    frame.columns = [str(c) for c in frame.columns]
+    columns = list(frame.columns)
+    label = _pick_column(path, columns, label_col, (LABEL_COLUMN,), "--label-col", required=False)
+    modality, content = _content_column(path, columns, text_col, path_col)
+    items: list[Item] = []
+    skipped: list[Skip] = []
+    for row_id, row in zip(ids, frame.to_dict("records"), strict=True):
+        value = _cell(row.get(content))
+        if modality == "image":
+            row_id, fields = _image_row(row_id, value, path.parent)
+        else:
+            fields = {"text": value}
+        row_label = row.get(label) if label else None
+        _add_row(items, skipped, row_id, fields, row_label, labels_given=label is not None)
+    return Source(modality, items, skipped, origin=str(path))
+
+
+def _content_column(path, columns, text_col, path_col) -> tuple[str, str]:
+    """("image", path column) for image lists, else ("text", text column)."""
+    if path_col or not text_col:  # an explicit --text-col means text even beside a 'file' column
+        found = _pick_column(path, columns, path_col, PATH_COLUMNS, "--path-col", required=False)
+        if found:
+            return "image", found
+    return "text", _pick_column(path, columns, text_col, TEXT_COLUMNS, "--text-col", required=True)
+
+
+def _image_row(row_id: str, value: str | None, folder: Path) -> tuple[str, dict]:
+    if value is None or not value.strip():
+        return row_id, {"path": None}
+    image = Path(value.strip()).expanduser()
+    image = image if image.is_absolute() else folder / image
+    return str(image), {"path": image}
+
+
+def _pick_column(path, columns, asked, defaults, flag, *, required) -> str | None:
+    if asked is not None:
+        if asked in columns:
+            return asked
+        raise HeadstartError(
+            f"DATA '{path}' has no column {asked!r}; found columns {columns}. "
+            f"Pass one of them to {flag}.{did_you_mean(asked, columns)}"
+        )
+    by_lower = {c.strip().lower(): c for c in columns}
+    for name in defaults:
+        if name in by_lower:
+            return by_lower[name]
+    if required:
+        expected = " or ".join(repr(d) for d in defaults)
+        raise HeadstartError(
+            f"DATA '{path}' has no {expected} column; found columns {columns}. "
+            f"Pass the text column with {flag}, or a path column with --path-col."
+        )
+    return None
+
+
+def _add_row(items, skipped, row_id, fields, label, *, labels_given) -> None:
+    """One row or list entry: an Item, or a Skip with the first reason it cannot be used."""
+    reason = _row_problem(fields)
+    label = _label(label)
+    if reason is None and labels_given and label is None:
+        reason = "missing label"
+    if reason:
+        skipped.append(Skip(row_id, reason))
+    else:
+        items.append(Item(row_id, label=label, **fields))
+
+
+def _row_problem(fields: dict) -> str | None:
+    if "text" in fields:
+        text = fields["text"]
+        if text is None or not str(text).strip():
+            return "empty text"
+        fields["text"] = str(text)
+        return None
+    path = fields["path"]
+    if path is None:
+        return "empty path"
+    if path.is_dir():
+        return "is a directory"
+    if not path.exists():
+        return "file not found"
+    return None
+
+
+def _cell(value) -> str | None:
+    """A table cell as text; None when missing."""
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+        return None
+    return str(value)
+
+
+def _label(value) -> str | None:
+    """Labels are strings: 0 -> '0', 1.0 (an int column with gaps) -> '1', blank -> None."""
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+        return None
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    return text or None
+
+
+def _check_labels(labels, count: int, what: str) -> list:
+    if labels is None:
+        return [None] * count
+    labels = list(labels)
+    if len(labels) != count:
+        raise HeadstartError(
+            f"Got {count} {what} but {len(labels)} labels; pass one label per item."
+        )
+    return labels
+
+
+def _check_not_empty(source: Source, data: str) -> None:
+    if source.items:
+        return
+    suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+    if source.skipped:
+        first = source.skipped[0]
+        detail = (
+            f"all {len(source.skipped)} entries were skipped (first: {first.id}: {first.reason})"
+        )
+    else:
+        detail = f"it holds no image files ({suffixes}) and no rows"
+    raise HeadstartError(f"DATA {data!r} has nothing usable: {detail}. Expected {_ACCEPTED}.")

@@ -1,0 +1,193 @@
+"""Image backbones on timm: bundled EfficientNet-Lite weights, plain guide names, any timm:<arch>."""
+
+from __future__ import annotations
+
+import torch
+from timm.models import create_model, group_parameters
+from torch import nn
+
+from ..errors import HeadstartError
+from .backbone import Backbone, ParamGroup
+from .config import ImagePreprocess, PretrainedCfg
+from .weights import load_state_dict
+
+
+class TimmBackbone(Backbone):
+    modality = "image"
+
+    def __init__(self, name: str, cfg: PretrainedCfg, weight_id: str, model: nn.Module):
+        super().__init__(name, cfg, weight_id)
+        self.model = model
+
+    def forward_features(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(self.model.forward_features(batch), pre_logits=True)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        head = self.model.get_classifier()
+        if not isinstance(head, nn.Module) or not self.head_parameters():
+            raise NotImplementedError(f"{self.name} has no source-task head.")
+        return head(features)
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        head = self.model.get_classifier()
+        return list(head.parameters()) if isinstance(head, nn.Module) else []
+
+    def reset_head(self) -> None:
+        self.model.reset_classifier(0)
+
+    def groups(self) -> list[ParamGroup]:
+        head_ids = {id(p) for p in self.head_parameters()}
+        named = dict(self.model.named_parameters())
+        grouped = group_parameters(self.model, self.model.group_matcher(coarse=True))
+        out = []
+        for index, names in grouped.items():
+            params = [named[n] for n in names if id(named[n]) not in head_ids]
+            if params:
+                first = names[0].split(".")
+                label = ".".join(first[:2]) if first[0] == "blocks" else first[0]
+                out.append(ParamGroup(f"{index}:{label}", params, sorted(names)))
+        return out
+
+
+def timm_preprocess(model: nn.Module) -> ImagePreprocess:
+    cfg = model.pretrained_cfg
+    interp = cfg.get("interpolation", "bicubic")
+    return ImagePreprocess(
+        input_size=int(cfg.get("input_size", (3, 224, 224))[-1]),
+        mean=tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406))),
+        std=tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225))),
+        crop_pct=float(cfg.get("crop_pct", 0.875)),
+        interpolation=interp if interp in ("bicubic", "bilinear") else "bicubic",
+    )
+
+
+def create_timm(arch: str, **kwargs) -> nn.Module:
+    try:
+        return create_model(arch, pretrained=False, **kwargs)
+    except RuntimeError as exc:
+        if "Unknown model" in str(exc):
+            raise HeadstartError(
+                f"timm has no architecture {arch!r}. List them with "
+                "`python -c \"import timm; print(timm.list_models('*name*'))\"`."
+            ) from None
+        raise
+
+
+def efficientnet_pytorch_to_timm(state: dict, model: nn.Module) -> dict:
+    """Map an EfficientNet-PyTorch state dict (_conv_stem, _blocks.N, _fc) onto timm's tf_ variant.
+
+    The two share tensor order and shapes one to one; every shape is checked so that a wrong
+    file fails loudly instead of loading shifted weights.
+    """
+    target = model.state_dict()
+    if len(state) != len(target):
+        raise HeadstartError(
+            f"EfficientNet weights have {len(state)} tensors; {len(target)} expected for "
+            f"{model.pretrained_cfg.get('architecture')}. Is this the right file for the model?"
+        )
+    mapped = {}
+    for (src, tensor), (dst, ref) in zip(state.items(), target.items(), strict=True):
+        if tensor.shape != ref.shape:
+            raise HeadstartError(
+                f"EfficientNet weight {src} has shape {tuple(tensor.shape)}; {dst} in timm "
+                f"expects {tuple(ref.shape)}. The file does not match the architecture."
+            )
+        mapped[dst] = tensor
+    return mapped
+
+
+def _num_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def timm_image_entry(name: str, arch: str, source, description: str = ""):
+    """A ZooEntry for a timm architecture; the config is read off a weightless (meta) copy."""
+    from .config import PretrainedCfg
+    from .entry import ZooEntry
+
+    with torch.device("meta"):
+        model = create_timm(arch)
+    cfg = PretrainedCfg(
+        weights=source,
+        preprocess=timm_preprocess(model),
+        feature_dim=int(getattr(model, "head_hidden_size", None) or model.num_features),
+        num_source_classes=int(getattr(model, "num_classes", 0) or 0),
+    )
+    return ZooEntry(name, "image", arch, cfg, build_timm, description, _num_params(model))
+
+
+def timm_hub_source(arch: str, licence: str = "see the model card"):
+    from .config import WeightSource
+
+    with torch.device("meta"):
+        model = create_timm(arch)
+    hub_id = model.pretrained_cfg.get("hf_hub_id") or f"timm/{arch}"
+    licence = model.pretrained_cfg.get("license", licence)
+    return WeightSource("hub", f"{hub_id}:model.safetensors", None, licence)
+
+
+def build_timm(entry, weights_file, pretrained: bool) -> TimmBackbone:
+    from .entry import file_source, with_source
+
+    path, weight_id = None, "random-init"
+    if weights_file is not None:
+        entry = with_source(entry, file_source(weights_file, entry.cfg.weights.licence))
+    if weights_file is not None or pretrained:
+        path, weight_id = resolve_weight_file(entry)  # before building: fail fast
+    model = create_timm(entry.architecture)
+    if path is not None:
+        load_into(model, load_state_dict(path), path)
+    model.eval()
+    return TimmBackbone(entry.name, entry.cfg, weight_id, model)
+
+
+def resolve_weight_file(entry) -> tuple:
+    """(path, sha256) of the entry's weights, fetching from the hub only where it is reachable."""
+    from .entry import locate_weights, unreachable
+    from .registry import bundled_names
+    from .weights import hub_download, sha256_file
+
+    source = entry.cfg.weights
+    path = locate_weights(source)
+    if path is None and source.kind == "hub":
+        repo, _, filename = source.location.partition(":")
+        path, why = hub_download(repo, filename or "model.safetensors")
+        if path is None:
+            raise unreachable(entry, why, bundled_names(entry.modality))
+    if path is None:
+        raise unreachable(entry, "not found on this machine", bundled_names(entry.modality))
+    digest = sha256_file(path)
+    if source.sha256 and digest != source.sha256:
+        raise HeadstartError(
+            f"Weights file '{path}' for {entry.name!r} has sha256 {digest[:12]}..., expected "
+            f"{source.sha256[:12]}...: the file was altered or damaged. Reinstall its package."
+        )
+    return path, digest
+
+
+def load_into(model: nn.Module, state: dict, path) -> None:
+    """Load a state dict strictly, after known renamings; mismatches name the tensors."""
+    if any(k.startswith("_conv_stem") for k in state):
+        state = efficientnet_pytorch_to_timm(state, model)
+    for prefix in ("module.", "model."):
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k.removeprefix(prefix): v for k, v in state.items()}
+    target = model.state_dict()
+    wrong = [k for k, v in state.items() if k in target and target[k].shape != v.shape]
+    missing = [k for k in target if k not in state]
+    unexpected = [k for k in state if k not in target]
+    if wrong or missing or unexpected:
+        detail = "; ".join(
+            f"{label}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''} ({len(names)})"
+            for label, names in (
+                ("wrong shape", wrong),
+                ("missing", missing),
+                ("unexpected", unexpected),
+            )
+            if names
+        )
+        raise HeadstartError(
+            f"Weights file '{path}' does not fit {model.pretrained_cfg.get('architecture')}: "
+            f"{detail}. Pass a file saved from the same architecture."
+        )
+    model.load_state_dict(state, strict=True)
