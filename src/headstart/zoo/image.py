@@ -138,7 +138,8 @@ def build_timm(entry, weights_file, pretrained: bool) -> TimmBackbone:
     if path is not None:
         load_into(model, load_state_dict(path), path)
     model.eval()
-    return TimmBackbone(entry.name, entry.cfg, weight_id, model)
+    # eval() on the wrapper too: its own `training` flag must agree with the inner model's
+    return TimmBackbone(entry.name, entry.cfg, weight_id, model).eval()
 
 
 def resolve_weight_file(entry) -> tuple:

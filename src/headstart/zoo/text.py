@@ -213,7 +213,7 @@ def build_hf(entry, weights_file, pretrained: bool) -> HFTextBackbone:
         load_text_state(model, load_state_dict(path), path)
     model.eval()
     tokenizer = load_tokenizer(entry.cfg.preprocess.tokenizer, entry.cfg.weights.kind)
-    return HFTextBackbone(entry.name, entry.cfg, weight_id, model, tokenizer)
+    return HFTextBackbone(entry.name, entry.cfg, weight_id, model, tokenizer).eval()
 
 
 def text_weight_path(entry) -> Path:

@@ -1,0 +1,1 @@
+"""The Python API, mirrored one to one by the command line."""

@@ -1,0 +1,143 @@
+"""headstart command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import HeadstartError
+from .console import err, fail, out
+
+app = typer.Typer(
+    help="Transfer learning from a small labelled data set, offline.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+cache_app = typer.Typer(help="Inspect or clear the embedding cache.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+@app.command()
+def models(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+) -> None:
+    """List the registered backbones: modality, size, feature dimension, weights, offline or not."""
+    from ..zoo import get_entry, registered_names
+
+    rows = [get_entry(name).describe() for name in registered_names()]
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    from rich.table import Table
+
+    table = Table("name", "modality", "params", "dim", "weights", "licence", "offline")
+    for r in rows:
+        table.add_row(
+            r["name"],
+            r["modality"],
+            f"{r['parameters'] / 1e6:.1f}M",
+            str(r["feature_dim"]),
+            r["weight_source"],
+            r["licence"],
+            "yes" if r["available_offline"] else "no",
+        )
+    out.print(table)
+    out.print("Also: timm:<architecture>, hf:<id or folder>, and --weights FILE for any of them.")
+
+
+@app.command()
+def embed(
+    data: Annotated[
+        Path, typer.Argument(help="Image folder, CSV with a path column, or text table.")
+    ],
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="Output .npz file.")],
+    model: Annotated[str, typer.Option(help="Backbone name (default: by modality).")] = "",
+    weights: Annotated[Path | None, typer.Option(help="Local weights file for the model.")] = None,
+    text_col: Annotated[str | None, typer.Option(help="Text column of a table.")] = None,
+    label_col: Annotated[str | None, typer.Option(help="Label column of a table.")] = None,
+    path_col: Annotated[str | None, typer.Option(help="Path column of an image table.")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1)] = None,
+    workers: Annotated[int | None, typer.Option(min=0, help="Decoding processes.")] = None,
+    precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Bypass the cache.")] = False,
+) -> None:
+    """Embed DATA with a frozen backbone into an .npz (features, ids, labels), through the cache."""
+    from ..api.embed import embed_source, save_npz
+    from ..data.sources import read_source
+    from .console import progress_bar, report_skips
+
+    if out_file.suffix != ".npz":
+        raise HeadstartError(f"--out '{out_file}' must end in .npz.")
+    source = read_source(data, text_col=text_col, label_col=label_col, path_col=path_col)
+    with progress_bar(f"embedding {len(source.items)} items") as progress:
+        result = embed_source(
+            source,
+            model=model,
+            weights=weights,
+            precision=precision,
+            device=device,
+            batch_size=batch_size,
+            workers=workers,
+            cache=not no_cache,
+            progress=progress,
+        )
+    report_skips(result.skipped, out_file.with_name(out_file.name + ".skipped.txt"))
+    if not result.items:
+        raise HeadstartError(
+            f"Nothing usable in '{data}': all {len(result.skipped)} items skipped."
+        )
+    save_npz(out_file, result)
+    err.print(result.stats.line(), markup=False)
+    err.print(f"wrote {out_file} ({result.features.shape[0]} x {result.features.shape[1]})")
+
+
+@cache_app.command("info")
+def cache_info(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Entries, size and per-backbone counts of the embedding cache."""
+    from ..features.cache import EmbeddingCache
+
+    with EmbeddingCache() as cache:
+        info = cache.info()
+    if as_json:
+        out.print_json(json.dumps(info))
+        return
+    out.print(f"{info['path']}: {info['entries']} entries, {info['size'] / 1e6:.1f} MB")
+    for name, m in info["models"].items():
+        out.print(f"  {name}: {m['entries']} entries, dim {m['dim']}, {m['bytes'] / 1e6:.1f} MB")
+
+
+@cache_app.command("clear")
+def cache_clear(
+    model: Annotated[str | None, typer.Option(help="Only this backbone's entries.")] = None,
+) -> None:
+    """Delete cached embeddings (all, or one backbone's)."""
+    from ..features.cache import EmbeddingCache
+
+    with EmbeddingCache() as cache:
+        removed = cache.clear(model)
+    out.print(f"removed {removed} entries" + (f" of {model}" if model else ""))
+
+
+def main() -> None:
+    """Entry point: user errors print as one line and exit 2, never as a traceback."""
+    try:
+        app(standalone_mode=False)
+    except HeadstartError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except Exception as exc:  # click usage errors and friends
+        import click
+
+        if isinstance(exc, click.exceptions.Abort):
+            fail("aborted", 130)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

@@ -1,0 +1,6 @@
+"""scikit-learn-shaped estimators: fit returns self; predict, evaluate, save, load."""
+
+from .base import TransferEstimator
+from .image import ImageClassifier
+
+__all__ = ["TransferEstimator", "ImageClassifier"]

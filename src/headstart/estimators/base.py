@@ -1,0 +1,409 @@
+"""The estimator shared by every modality: data in, transfer strategy, head, metrics, run dir."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from ..api.embed import load_backbone
+from ..data.sources import Item, Skip, Source, read_source, source_from_paths, source_from_texts
+from ..data.split import per_class as take_per_class
+from ..data.split import split
+from ..errors import HeadstartError, check_choice, did_you_mean
+from ..features.extract import Extractor
+from ..features.speed import resolve_device
+from ..heads import Head, Task
+from ..strategies import STRATEGIES, get_strategy
+from .auto import choose_strategy
+
+
+class NotFittedError(HeadstartError):
+    pass
+
+
+class TransferEstimator:
+    modality: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        model: str = "",
+        strategy: str = "auto",
+        *,
+        task: str = "auto",
+        epochs: int = 5,
+        lr: float | None = None,
+        lr_decay: float | None = None,
+        batch_size: int | None = None,
+        seed: int = 0,
+        label_smoothing: float = 0.1,
+        l2sp: float = 0.0,
+        patience: int = 3,
+        val_fraction: float = 0.2,
+        per_class: int | None = None,
+        precision: str = "auto",
+        device: str = "auto",
+        weights: str | None = None,
+        augment: bool = True,
+        workers: int | None = None,
+        run_dir: str | None = None,
+        resume: bool = False,
+        verbose: bool = True,
+        **unknown,
+    ):
+        if unknown:
+            name = next(iter(unknown))
+            raise HeadstartError(
+                f"{type(self).__name__} got an unknown parameter {name!r}."
+                f"{did_you_mean(name, self._param_names())} Allowed: "
+                f"{', '.join(self._param_names())}."
+            )
+        self.model, self.strategy, self.task = model, strategy, task
+        self.epochs, self.lr, self.lr_decay, self.batch_size = epochs, lr, lr_decay, batch_size
+        self.seed, self.label_smoothing, self.l2sp, self.patience = (
+            seed,
+            label_smoothing,
+            l2sp,
+            patience,
+        )
+        self.val_fraction, self.per_class = val_fraction, per_class
+        self.precision, self.device, self.weights = precision, device, weights
+        self.augment, self.workers, self.run_dir = augment, workers, run_dir
+        self.resume, self.verbose = resume, verbose
+
+    # -- scikit-learn protocol --------------------------------------------------------------
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(TransferEstimator.__init__)
+        return [p for p in sig.parameters if p not in ("self", "unknown")]
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params) -> TransferEstimator:
+        for name, value in params.items():
+            if name not in self._param_names():
+                raise HeadstartError(
+                    f"{type(self).__name__} has no parameter {name!r}."
+                    f"{did_you_mean(name, self._param_names())} Allowed: "
+                    f"{', '.join(self._param_names())}."
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        changed = {k: v for k, v in self.get_params().items() if v != _DEFAULTS.get(k)}
+        args = ", ".join(f"{k}={v!r}" for k, v in changed.items())
+        return f"{type(self).__name__}({args})"
+
+    # -- fit ----------------------------------------------------------------------------------
+
+    def fit(self, train, val=None, y=None) -> TransferEstimator:
+        started = time.perf_counter()
+        self._check_values()
+        train_src, val_src = self._split(self._as_source(train, y), val)
+        self.task_ = Task.from_labels([i.label for i in train_src.items], self.task)
+        if val_src is not None:
+            self.task_.targets([i.label for i in val_src.items])  # unseen labels fail now
+        self.strategy_name_, self.strategy_reason_ = self.strategy, ""
+        self.backbone_ = load_backbone(self.model, self.modality, self.weights)
+        train_emb = self._embed(train_src, cached=True)
+        val_emb = self._embed(val_src, cached=True) if val_src is not None else None
+        self.skipped_ = train_emb.skipped + (val_emb.skipped if val_emb else [])
+        probe, probe_info = self._probe(train_emb, val_emb)
+        if self.strategy == "auto":
+            self._choose(train_emb, probe_info)
+        strategy = get_strategy(self.strategy_name_, lr=self.lr, lr_decay=self.lr_decay)
+        self.strategy_ = strategy
+        self.history_ = []
+        if strategy.frozen:
+            self.head_ = (
+                probe
+                if strategy.name == "linear-probe"
+                else self._fit_frozen(strategy, train_emb, val_emb)
+            )
+            self.backbone_trained_ = False
+        else:
+            if strategy.head_first:
+                head = probe
+            elif strategy.pretrained:
+                head = self._new_head(train_emb.features)
+            else:  # the control: same architecture, random weights, nothing from the probe
+                self.backbone_ = load_backbone_random(self.model, self.modality)
+                head = self._new_head(None)
+            self._train(strategy, head, train_emb, val_emb)
+        self.fit_info_ = {
+            "probe": probe_info,
+            "n_train": len(train_emb.items),
+            "n_val": len(val_emb.items) if val_emb else 0,
+            "fit_seconds": time.perf_counter() - started,
+            "train_fingerprint": fingerprint(train_emb.items),
+            "class_counts": _counts(train_emb.items),
+        }
+        self.thresholds_ = None
+        if val_emb is not None:
+            self.val_outputs_ = self._outputs_for(val_emb)
+            self.val_items_ = val_emb.items
+            if self.task_.kind == "multilabel":
+                from ..report.metrics import best_thresholds
+
+                targets = self.task_.targets([i.label for i in val_emb.items])
+                self.thresholds_ = best_thresholds(targets, self.val_outputs_)
+            self.metrics_ = self._metrics(val_emb.items, self.val_outputs_)
+        else:
+            self.val_items_, self.val_outputs_, self.metrics_ = [], None, {}
+        self.fit_info_["total_seconds"] = time.perf_counter() - started
+        if self.run_dir:
+            self.save(self.run_dir)
+        return self
+
+    def _check_values(self) -> None:
+        check_choice("strategy", self.strategy, [*STRATEGIES, "auto"], type(self).__name__)
+        check_choice("task", self.task, ("auto", "classification", "multilabel", "regression"))
+        check_choice("precision", self.precision, ("auto", "fp32", "bf16"))
+        check_choice("device", str(self.device).split(":")[0], ("auto", "cpu", "cuda"))
+        if self.epochs < 1:
+            raise HeadstartError(f"epochs must be at least 1; got {self.epochs}.")
+
+    def _as_source(self, data, y=None) -> Source:
+        if isinstance(data, Source):
+            return data
+        if isinstance(data, str | Path) and y is None:
+            return read_source(data)
+        values = [data] if isinstance(data, str | Path) else list(data)
+        if self.modality == "text":
+            return source_from_texts(values, y)
+        return source_from_paths(values, y)
+
+    def _split(self, train: Source, val) -> tuple[Source, Source | None]:
+        self._say_skips(train.skipped, "training data")
+        if any(i.label is None for i in train.items):
+            raise HeadstartError(
+                "Training data has no labels. Use a folder with one subfolder per class, or a "
+                "table with a label column (--label-col)."
+            )
+        if val is not None:
+            val_src = self._as_source(val)
+            self._say_skips(val_src.skipped, "validation data")
+        else:
+            stratify = self.task in ("auto", "classification") and "|" not in "".join(
+                i.label for i in train.items
+            )
+            train, val_src = split(train, self.val_fraction, self.seed, stratify=stratify)
+        if self.per_class:
+            train = take_per_class(train, self.per_class, self.seed)
+        return train, val_src
+
+    def _embed(self, source: Source, cached: bool):
+        extractor = Extractor(
+            self.backbone_,
+            precision=self.precision,
+            device=self.device,
+            workers=self.workers,
+            cache=True if cached else None,
+        )
+        result = extractor.run(source)
+        self._say_skips(result.skipped[len(source.skipped) :], "decoding")
+        if not result.items:
+            raise HeadstartError(f"No usable items in {source.origin or 'the data'}.")
+        return result
+
+    def _probe(self, train_emb, val_emb):
+        """A linear probe on cached features: the head for linear-probe, the head-first start for
+        freeze-unfreeze and gradual, and evidence for `auto`."""
+        targets = self.task_.targets([i.label for i in train_emb.items])
+        head, info = STRATEGIES["linear-probe"]().fit_head(
+            train_emb.features, targets, self.task_, self.seed
+        )
+        if val_emb is not None and self.task_.kind == "classification":
+            val_t = self.task_.targets([i.label for i in val_emb.items])
+            with torch.no_grad():
+                pred = head(torch.from_numpy(val_emb.features)).argmax(-1).numpy()
+            info["val_accuracy"] = float((pred == val_t).mean())
+        return head, info
+
+    def _choose(self, train_emb, probe_info) -> None:
+        device_type = resolve_device(self.device).type
+        name, reason = choose_strategy(
+            self.task_.kind, _counts(train_emb.items), probe_info.get("cv_accuracy"), device_type
+        )
+        self.strategy_name_, self.strategy_reason_ = name, reason
+        if self.verbose:
+            print(f"strategy auto -> {name}: {reason}", file=sys.stderr)
+
+    def _fit_frozen(self, strategy, train_emb, val_emb) -> Head:
+        targets = self.task_.targets([i.label for i in train_emb.items])
+        val = None
+        if val_emb is not None:
+            val = (val_emb.features, self.task_.targets([i.label for i in val_emb.items]))
+        head, _ = strategy.fit_head(train_emb.features, targets, self.task_, self.seed, val=val)
+        return head
+
+    def _new_head(self, features: np.ndarray | None) -> Head:
+        torch.manual_seed(self.seed)
+        head = Head(self.backbone_.feature_dim, self.task_.out_dim)
+        if features is not None:
+            head.fit_normaliser(torch.from_numpy(features))
+        return head
+
+    def _train(self, strategy, head, train_emb, val_emb) -> None:
+        from ..engine.train import TrainConfig, TrainData, train
+
+        cfg = TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size or 32,
+            seed=self.seed,
+            label_smoothing=self.label_smoothing,
+            l2sp=self.l2sp,
+            patience=self.patience,
+            precision="bf16" if self.precision == "bf16" else "fp32",
+            device=self.device,
+            augment=self.augment,
+            workers=self.workers if self.workers is not None else 1,
+            workdir=Path(self.run_dir) / "checkpoints" if self.run_dir else None,
+            resume=self.resume,
+            progress=self.verbose,
+        )
+        data = TrainData(train_emb.items, self.task_.targets([i.label for i in train_emb.items]))
+        val = None
+        if val_emb is not None:
+            val = TrainData(val_emb.items, self.task_.targets([i.label for i in val_emb.items]))
+        self.history_ = train(self.backbone_, head, self.task_, strategy, data, val, cfg)
+        self.backbone_.eval()
+        self.head_ = head.eval()
+        self.backbone_trained_ = True
+        self.backbone_.weight_id = "tuned-" + _state_digest(self.backbone_)
+
+    # -- predict ------------------------------------------------------------------------------
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "head_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted yet. Call fit(...) or "
+                f"{type(self).__name__}.load(run_dir) first."
+            )
+
+    def _outputs_for(self, embeddings) -> np.ndarray:
+        with torch.no_grad():
+            logits = self.head_(torch.from_numpy(embeddings.features))
+            return self.task_.probabilities(logits).numpy()
+
+    def transform(self, data):
+        """Features of `data` as the fitted model sees them (Embeddings with items, skipped)."""
+        self._check_fitted()
+        source = self._as_source(data)
+        extractor = Extractor(
+            self.backbone_,
+            precision=self.precision,
+            device=self.device,
+            workers=self.workers,
+            cache=not getattr(self, "backbone_trained_", False),
+        )
+        return extractor.run(source)
+
+    def predict_proba(self, data) -> np.ndarray:
+        return self._outputs_for(self.transform(data))
+
+    def predict(self, data) -> list:
+        return self.decode(self.predict_proba(data))
+
+    def decode(self, outputs: np.ndarray) -> list:
+        """Outputs to labels: class names, '|'-joined label sets, or numbers."""
+        if self.task_.kind == "regression":
+            return [float(v) for v in np.atleast_1d(outputs)]
+        if self.task_.kind == "multilabel":
+            thresholds = self.thresholds_ if self.thresholds_ is not None else 0.5
+            on = outputs >= thresholds
+            return [
+                "|".join(c for c, flag in zip(self.task_.classes, row, strict=True) if flag)
+                for row in on
+            ]
+        return [self.task_.classes[i] for i in outputs.argmax(axis=1)]
+
+    def evaluate(self, data) -> dict:
+        """Metrics on labelled data: accuracy, macro_f1, n (classification) and more."""
+        embeddings = self.transform(data)
+        if not embeddings.items:
+            raise HeadstartError("Nothing usable to evaluate: every item was skipped.")
+        if any(i.label is None for i in embeddings.items):
+            raise HeadstartError(
+                "Evaluation data needs labels (class subfolders or a label column)."
+            )
+        outputs = self._outputs_for(embeddings)
+        metrics = self._metrics(embeddings.items, outputs)
+        metrics["skipped"] = len(embeddings.skipped)
+        self.last_eval_ = (embeddings.items, outputs, metrics)
+        return metrics
+
+    def _metrics(self, items: list[Item], outputs: np.ndarray) -> dict:
+        from ..report.metrics import compute_metrics
+
+        targets = self.task_.targets([i.label for i in items])
+        return compute_metrics(self.task_, targets, outputs, self.thresholds_)
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def save(self, run_dir) -> Path:
+        from ..runs.store import save_run
+
+        self._check_fitted()
+        return save_run(self, Path(run_dir))
+
+    @classmethod
+    def load(cls, run_dir) -> TransferEstimator:
+        from ..runs.store import load_run
+
+        return load_run(cls, Path(run_dir))
+
+    def _say_skips(self, skipped: list[Skip], where: str) -> None:
+        if skipped and self.verbose:
+            for skip in skipped[:10]:
+                print(f"skipped ({where}): {skip.id}: {skip.reason}", file=sys.stderr)
+            if len(skipped) > 10:
+                print(f"... {len(skipped) - 10} more skipped ({where})", file=sys.stderr)
+
+
+_DEFAULTS = {
+    name: p.default for name, p in inspect.signature(TransferEstimator.__init__).parameters.items()
+}
+
+
+def load_backbone_random(model: str, modality: str):
+    from ..api.embed import DEFAULT_MODEL
+    from ..zoo import get_entry
+
+    return get_entry(model or DEFAULT_MODEL[modality]).build(pretrained=False)
+
+
+def _counts(items: list[Item]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item.label] = counts.get(item.label, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def fingerprint(items: list[Item]) -> str:
+    """Identifies the training data: ids, labels and file sizes (text: the text itself)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for item in sorted(items, key=lambda i: i.id):
+        size = item.path.stat().st_size if item.path is not None and item.path.exists() else 0
+        digest.update(f"{item.id}\t{item.label}\t{size}\t{item.text or ''}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _state_digest(module: torch.nn.Module) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().numpy().tobytes()[:4096])
+    return digest.hexdigest()[:16]

@@ -1,0 +1,242 @@
+"""A self-contained Markdown report of one run, and the worst-predicted examples that go in it."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ..heads.tasks import Task
+
+# A confusion matrix is also written as a table when it is small enough to read as text.
+MAX_TABLE_CLASSES = 12
+
+_HEADLINE = {
+    "classification": [
+        ("accuracy", "Accuracy"),
+        ("macro_f1", "Macro F1"),
+        ("log_loss", "Log loss"),
+        ("n", "Examples"),
+    ],
+    "multilabel": [
+        ("micro_f1", "Micro F1"),
+        ("macro_f1", "Macro F1"),
+        ("mAP", "mAP"),
+        ("subset_accuracy", "Subset accuracy"),
+        ("n", "Examples"),
+    ],
+    "regression": [
+        ("mse", "MSE"),
+        ("rmse", "RMSE"),
+        ("mae", "MAE"),
+        ("r2", "R²"),
+        ("n", "Examples"),
+    ],
+}
+
+
+def write_report(
+    path: str | os.PathLike,
+    *,
+    title: str,
+    summary: dict,
+    metrics: dict,
+    task: Task,
+    worst: Sequence[dict],
+    images: Sequence[str | os.PathLike],
+) -> Path:
+    """Write the report to `path` atomically and return it. Image paths become links relative to
+    the report's folder."""
+    path = Path(path)
+    lines = [f"# {_inline(title)}", ""]
+    if summary:
+        lines += ["## Summary", "", *_table(["", ""], [[k, v] for k, v in summary.items()]), ""]
+    lines += _metrics_section(task, metrics)
+    lines += _worst_section(task, worst)
+    if images:
+        lines += ["## Figures", ""]
+        for image in images:
+            link = _relative_link(image, path.parent)
+            lines += [f"![{_inline(Path(image).stem)}]({link})", ""]
+    text = "\n".join(lines).rstrip() + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def worst_examples(
+    task: Task,
+    ids: Sequence,
+    targets: np.ndarray,
+    outputs: np.ndarray,
+    k: int = 10,
+    thresholds: np.ndarray | None = None,
+) -> list[dict]:
+    """The k worst-predicted examples, worst first, as JSON-serialisable dicts.
+
+    classification: lowest probability on the true class -> id, true, predicted, confidence (of
+    the prediction), true_probability. multilabel: largest total absolute error between targets
+    and probabilities -> id, true, predicted (labels at `thresholds`, 0.5 default), error.
+    regression: largest absolute error -> id, true, predicted, error.
+    """
+    targets = np.asarray(targets)
+    outputs = np.asarray(outputs, dtype=np.float64)
+    ids = list(ids)
+    if k <= 0 or len(ids) == 0:
+        return []
+    if task.kind == "classification":
+        truth = targets.astype(np.int64)
+        rows = np.arange(len(truth))
+        true_prob = outputs[rows, truth]
+        predicted = outputs.argmax(axis=1)
+        order = np.argsort(true_prob, kind="stable")[:k]
+        return [
+            {
+                "id": str(ids[i]),
+                "true": task.classes[truth[i]],
+                "predicted": task.classes[predicted[i]],
+                "confidence": float(outputs[i, predicted[i]]),
+                "true_probability": float(true_prob[i]),
+            }
+            for i in order
+        ]
+    if task.kind == "multilabel":
+        limits = np.full(outputs.shape[1], 0.5) if thresholds is None else np.asarray(thresholds)
+        error = np.abs(targets.astype(np.float64) - outputs).sum(axis=1)
+        order = np.argsort(-error, kind="stable")[:k]
+        return [
+            {
+                "id": str(ids[i]),
+                "true": _labels(task, targets[i] > 0.5),
+                "predicted": _labels(task, outputs[i] >= limits),
+                "error": float(error[i]),
+            }
+            for i in order
+        ]
+    values = outputs.reshape(len(ids), -1)[:, 0]
+    truth = targets.astype(np.float64).reshape(-1)
+    error = np.abs(truth - values)
+    order = np.argsort(-error, kind="stable")[:k]
+    return [
+        {
+            "id": str(ids[i]),
+            "true": float(truth[i]),
+            "predicted": float(values[i]),
+            "error": float(error[i]),
+        }
+        for i in order
+    ]
+
+
+def _labels(task: Task, mask: np.ndarray) -> str:
+    return "|".join(name for name, on in zip(task.classes, mask, strict=True) if on)
+
+
+def _metrics_section(task: Task, metrics: dict) -> list[str]:
+    headline = [
+        [name, metrics[key]] for key, name in _HEADLINE.get(task.kind, []) if key in metrics
+    ]
+    lines = ["## Metrics", ""]
+    if headline:
+        lines += [*_table(["metric", "value"], headline), ""]
+    if task.kind == "classification" and metrics.get("per_class"):
+        lines += ["## Per-class results", ""]
+        rows = [
+            [name, m["precision"], m["recall"], m["f1"], m["support"]]
+            for name, m in metrics["per_class"].items()
+        ]
+        lines += [*_table(["class", "precision", "recall", "F1", "support"], rows), ""]
+        matrix = metrics.get("confusion_matrix")
+        classes = metrics.get("classes") or list(metrics["per_class"])
+        if matrix and len(classes) <= MAX_TABLE_CLASSES:
+            lines += ["### Confusion matrix", "", "Rows are true classes, columns predicted.", ""]
+            rows = [[name, *counts] for name, counts in zip(classes, matrix, strict=True)]
+            lines += [*_table(["true \\ predicted", *classes], rows), ""]
+    elif task.kind == "multilabel" and metrics.get("per_label"):
+        lines += ["## Per-label results", ""]
+        rows = [
+            [name, m["precision"], m["recall"], m["f1"], m["ap"], m["threshold"], m["support"]]
+            for name, m in metrics["per_label"].items()
+        ]
+        header = ["label", "precision", "recall", "F1", "AP", "threshold", "support"]
+        lines += [*_table(header, rows), ""]
+    return lines
+
+
+def _worst_section(task: Task, worst: Sequence[dict]) -> list[str]:
+    if not worst:
+        return []
+    what = "lowest probability on the true class"
+    if task.kind != "classification":
+        what = "largest absolute error"
+    columns: list[str] = []
+    for row in worst:
+        columns += [key for key in row if key not in columns]
+    rows = [[row.get(key, "") for key in columns] for row in worst]
+    header = [key.replace("_", " ") for key in columns]
+    return [
+        "## Worst-predicted validation examples",
+        "",
+        f"The {len(worst)} validation examples with the {what}.",
+        "",
+        *_table(header, rows),
+        "",
+    ]
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    lines = [
+        "| " + " | ".join(_cell(h) for h in header) + " |",
+        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|",
+    ]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    return lines
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (float, np.floating)):
+        return _format_float(float(value))
+    if isinstance(value, (list, tuple)):
+        return _inline(", ".join(str(v) for v in value))
+    return _inline(str(value))
+
+
+def _format_float(value: float) -> str:
+    if not math.isfinite(value):
+        return str(value)
+    if value != 0 and (abs(value) >= 1e6 or abs(value) < 1e-3):
+        return f"{value:.3g}"
+    if abs(value) >= 100:
+        return f"{value:,.1f}"
+    return f"{value:.4f}"
+
+
+def _inline(text: str) -> str:
+    """Text safe inside a table cell or heading: one line, pipes escaped."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _relative_link(image: str | os.PathLike, folder: Path) -> str:
+    image_path = Path(image)
+    if image_path.is_absolute():
+        try:
+            image_path = Path(os.path.relpath(image_path.resolve(), folder.resolve()))
+        except ValueError:  # another drive on Windows
+            pass
+    return quote(image_path.as_posix(), safe="/:")

@@ -1,0 +1,46 @@
+"""Strategies that train (part of) the backbone, on the Lightning engine."""
+
+from __future__ import annotations
+
+from .base import Strategy
+
+
+class FineTune(Strategy):
+    name = "fine-tune"
+    summary = "start from the pre-trained weights and train every layer (weight initialisation)"
+    default_lr = 2e-4
+
+
+class FreezeUnfreeze(Strategy):
+    """Head first on the frozen backbone (fitted exactly on cached features, in seconds), then all
+    layers with learning rates spread across groups, smallest at the input (fastai's fine_tune)."""
+
+    name = "freeze-unfreeze"
+    summary = "head first on frozen features, then all layers, smaller rates near the input"
+    head_first = True
+    default_lr = 1e-4
+    spread = 100.0  # the input group trains at lr / spread
+
+    def group_rates(self, count: int) -> list[float]:
+        if self.lr_decay:  # layer-wise decay: lr * decay ** (distance from the top)
+            return [self.lr * self.lr_decay ** (count - 1 - i) for i in range(count)]
+        if count == 1:
+            return [self.lr]
+        return [self.lr / self.spread ** ((count - 1 - i) / (count - 1)) for i in range(count)]
+
+
+class Gradual(FreezeUnfreeze):
+    """ULMFiT's gradual unfreezing: one more parameter group per epoch, from the top."""
+
+    name = "gradual"
+    summary = "unfreeze one parameter group per epoch from the top (ULMFiT)"
+
+    def trainable_groups(self, epoch: int, count: int) -> int:
+        return min(count, epoch + 1)
+
+
+class FromScratch(Strategy):
+    name = "from-scratch"
+    summary = "the same architecture from random weights, same budget: the control"
+    pretrained = False
+    default_lr = 1e-3
