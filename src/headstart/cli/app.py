@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from ..errors import HeadstartError
+from . import demo, train
 from .console import err, fail, out
 
 app = typer.Typer(
@@ -20,6 +21,10 @@ app = typer.Typer(
 )
 cache_app = typer.Typer(help="Inspect or clear the embedding cache.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
+app.command()(train.fit)
+app.command()(train.evaluate)
+app.command()(train.predict)
+app.command()(demo.demo)
 
 
 @app.command()

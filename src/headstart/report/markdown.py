@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Sequence
@@ -56,7 +57,12 @@ def write_report(
     path = Path(path)
     lines = [f"# {_inline(title)}", ""]
     if summary:
-        lines += ["## Summary", "", *_table(["", ""], [[k, v] for k, v in summary.items()]), ""]
+        lines += [
+            "## Summary",
+            "",
+            *_table(["field", "value"], [[k.replace("_", " "), v] for k, v in summary.items()]),
+            "",
+        ]
     lines += _metrics_section(task, metrics)
     lines += _worst_section(task, worst)
     if images:
@@ -198,11 +204,18 @@ def _worst_section(task: Task, worst: Sequence[dict]) -> list[str]:
 def _table(header: list[str], rows: list[list]) -> list[str]:
     lines = [
         "| " + " | ".join(_cell(h) for h in header) + " |",
-        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|",
+        "|" + "|".join("---:" if _numeric(rows, i) else "---" for i in range(len(header))) + "|",
     ]
     for row in rows:
         lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
     return lines
+
+
+def _numeric(rows: list[list], column: int) -> bool:
+    """Right-align a column whose cells are all numbers (or missing)."""
+    values = [row[column] for row in rows if column < len(row) and row[column] is not None]
+    kinds = (int, float, np.integer, np.floating)
+    return bool(values) and all(isinstance(v, kinds) and not isinstance(v, bool) for v in values)
 
 
 def _cell(value) -> str:
@@ -235,8 +248,6 @@ def _inline(text: str) -> str:
 def _relative_link(image: str | os.PathLike, folder: Path) -> str:
     image_path = Path(image)
     if image_path.is_absolute():
-        try:
+        with contextlib.suppress(ValueError):  # ValueError: another drive on Windows
             image_path = Path(os.path.relpath(image_path.resolve(), folder.resolve()))
-        except ValueError:  # another drive on Windows
-            pass
     return quote(image_path.as_posix(), safe="/:")

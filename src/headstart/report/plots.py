@@ -48,9 +48,12 @@ def confusion_matrix_png(
     colorbar.ax.tick_params(labelsize=max(label_font - 1, 6))
     colorbar.set_label("examples", fontsize=label_font)
 
+    show_zeros = n <= 15  # in big matrices, blank cells read as zero and keep the eye on errors
     for i in range(n):
         for j in range(n):
             value = int(matrix[i, j])
+            if not value and not show_zeros:
+                continue
             dark = value > peak / 2 if peak else False
             ax.text(
                 j,
@@ -76,7 +79,7 @@ def confusion_matrix_png(
     ax.set_yticklabels(names, fontsize=label_font)
     ax.set_xlabel("predicted", fontsize=label_font + 1)
     ax.set_ylabel("true", fontsize=label_font + 1)
-    ax.set_title(title, fontsize=label_font + 3, pad=10)
+    ax.set_title(title, fontsize=label_font + 3, pad=10, wrap=True)
     # Thin white grid between cells.
     ax.set_xticks([x - 0.5 for x in range(1, n)], minor=True)
     ax.set_yticks([y - 0.5 for y in range(1, n)], minor=True)
@@ -124,7 +127,7 @@ def curves_png(
     drawn = _plot_series(quality_ax, rows, epochs, series)
     _finish_axes(quality_ax, f"Validation {name}", name, drawn, epochs)
 
-    fig.suptitle(title, fontsize=14)
+    fig.suptitle(title, fontsize=14, wrap=True)
     fig.tight_layout()
     return _save(fig, path)
 
