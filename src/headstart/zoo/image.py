@@ -73,23 +73,54 @@ def create_timm(arch: str, **kwargs) -> nn.Module:
         raise
 
 
-def efficientnet_pytorch_to_timm(state: dict, model: nn.Module) -> dict:
+# EfficientNet-PyTorch's module order: top level, inside an MBConv block, inside a module.
+_EP_TOP = ("_conv_stem", "_bn0", "_blocks", "_conv_head", "_bn1", "_fc")
+_EP_BLOCK = (
+    "_expand_conv",
+    "_bn0",
+    "_depthwise_conv",
+    "_bn1",
+    "_se_reduce",
+    "_se_expand",
+    "_project_conv",
+    "_bn2",
+)
+_EP_TENSOR = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+
+
+def _efficientnet_pytorch_rank(key: str) -> tuple:
+    """Sort key putting an EfficientNet-PyTorch state dict in its modules' order (unknowns last)."""
+
+    def rank(options: tuple, value: str) -> int:
+        return options.index(value) if value in options else len(options)
+
+    parts = key.split(".")
+    tensor = rank(_EP_TENSOR, parts[-1])
+    if parts[0] == "_blocks" and len(parts) >= 4 and parts[1].isdigit():
+        return (rank(_EP_TOP, "_blocks"), int(parts[1]), rank(_EP_BLOCK, parts[2]), tensor, key)
+    return (rank(_EP_TOP, parts[0]), 0, 0, tensor, key)
+
+
+def efficientnet_pytorch_to_timm(state: dict, model: nn.Module, path=None) -> dict:
     """Map an EfficientNet-PyTorch state dict (_conv_stem, _blocks.N, _fc) onto timm's tf_ variant.
 
-    The two share tensor order and shapes one to one; every shape is checked so that a wrong
-    file fails loudly instead of loading shifted weights.
+    In module order the two correspond one to one. The source is put in module order by name
+    first (a .safetensors file, for one, stores its tensors sorted alphabetically), and every
+    shape is checked so that a wrong file fails loudly instead of loading shifted weights.
     """
+    state = dict(sorted(state.items(), key=lambda item: _efficientnet_pytorch_rank(item[0])))
     target = model.state_dict()
+    where = f"Weights file '{path}': " if path is not None else ""
     if len(state) != len(target):
         raise HeadstartError(
-            f"EfficientNet weights have {len(state)} tensors; {len(target)} expected for "
+            f"{where}EfficientNet weights have {len(state)} tensors; {len(target)} expected for "
             f"{model.pretrained_cfg.get('architecture')}. Is this the right file for the model?"
         )
     mapped = {}
     for (src, tensor), (dst, ref) in zip(state.items(), target.items(), strict=True):
         if tensor.shape != ref.shape:
             raise HeadstartError(
-                f"EfficientNet weight {src} has shape {tuple(tensor.shape)}; {dst} in timm "
+                f"{where}EfficientNet weight {src} has shape {tuple(tensor.shape)}; {dst} in timm "
                 f"expects {tuple(ref.shape)}. The file does not match the architecture."
             )
         mapped[dst] = tensor
@@ -169,7 +200,7 @@ def resolve_weight_file(entry) -> tuple:
 def load_into(model: nn.Module, state: dict, path) -> None:
     """Load a state dict strictly, after known renamings; mismatches name the tensors."""
     if any(k.startswith("_conv_stem") for k in state):
-        state = efficientnet_pytorch_to_timm(state, model)
+        state = efficientnet_pytorch_to_timm(state, model, path)
     for prefix in ("module.", "model."):
         if state and all(k.startswith(prefix) for k in state):
             state = {k.removeprefix(prefix): v for k, v in state.items()}
