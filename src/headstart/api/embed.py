@@ -23,7 +23,8 @@ def load_backbone(model: str, modality: str, weights=None) -> Backbone:
     if entry.modality != modality:
         raise HeadstartError(
             f"Model {name!r} takes {entry.modality} input but the data is {modality}. "
-            f"Use a {modality} backbone, e.g. --model {DEFAULT_MODEL[modality]}."
+            f"Use {'an' if modality == 'image' else 'a'} {modality} backbone, "
+            f"e.g. --model {DEFAULT_MODEL[modality]}."
         )
     return entry.build(weights=weights)
 

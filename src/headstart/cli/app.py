@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -73,12 +75,14 @@ def embed(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Bypass the cache.")] = False,
 ) -> None:
     """Embed DATA with a frozen backbone into an .npz (features, ids, labels), through the cache."""
+    if out_file.suffix != ".npz":
+        raise HeadstartError(f"--out '{out_file}' must end in .npz.")
+    _make_out_folder(out_file)  # before minutes of work, not after
+
     from ..api.embed import embed_source, save_npz
     from ..data.sources import read_source
     from .console import progress_bar, report_skips
 
-    if out_file.suffix != ".npz":
-        raise HeadstartError(f"--out '{out_file}' must end in .npz.")
     source = read_source(data, text_col=text_col, label_col=label_col, path_col=path_col)
     with progress_bar(f"embedding {len(source.items)} items") as progress:
         result = embed_source(
@@ -92,14 +96,41 @@ def embed(
             cache=not no_cache,
             progress=progress,
         )
-    report_skips(result.skipped, out_file.with_name(out_file.name + ".skipped.txt"))
+    report_file = out_file.with_name(out_file.name + ".skipped.txt")
+    with _writing(report_file):
+        report_skips(result.skipped, report_file)
     if not result.items:
         raise HeadstartError(
             f"Nothing usable in '{data}': all {len(result.skipped)} items skipped."
         )
-    save_npz(out_file, result)
+    with _writing(out_file):
+        save_npz(out_file, result)
     err.print(result.stats.line(), markup=False)
     err.print(f"wrote {out_file} ({result.features.shape[0]} x {result.features.shape[1]})")
+
+
+def _make_out_folder(out_file: Path) -> None:
+    folder = out_file.parent
+    if folder.exists() and not folder.is_dir():
+        raise HeadstartError(f"--out '{out_file}': '{folder}' is a file, not a folder.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HeadstartError(
+            f"Cannot create the folder '{folder}' for --out ({exc.strerror or exc}). "
+            "Choose another --out."
+        ) from exc
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """An OSError while writing an output file is the user's to fix: one line, no traceback."""
+    try:
+        yield
+    except OSError as exc:
+        raise HeadstartError(
+            f"Cannot write '{path}' ({exc.strerror or exc}). Choose another --out."
+        ) from exc
 
 
 @cache_app.command("info")

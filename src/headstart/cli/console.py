@@ -62,6 +62,7 @@ def report_skips(skipped: list[Skip], report_file: Path | None) -> None:
 
 
 def write_atomic_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)  # the report may precede the output file
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
