@@ -1,0 +1,83 @@
+"""Datasets and collation for training: images decoded per item (skipping unreadable files), texts
+passed through as strings and tokenised on the main process, just before the batch moves."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..data.images import decode_for_model, load_rgb
+from ..data.sources import Item
+from ..errors import UnreadableItem
+from ..zoo.config import ImagePreprocess
+
+
+def train_transform(pre: ImagePreprocess):
+    """timm's training transform for this preprocess: random resized crop, flip, colour jitter,
+    then to a float tensor normalised with the backbone's mean and std."""
+    from timm.data import create_transform
+
+    return create_transform(
+        pre.input_size,
+        is_training=True,
+        mean=pre.mean,
+        std=pre.std,
+        interpolation=pre.interpolation,
+        crop_pct=pre.crop_pct,
+    )
+
+
+class ImageItems(Dataset):
+    """(normalised float (3, H, W) tensor, target) per item; None when the file cannot be read."""
+
+    def __init__(self, items: list[Item], targets: np.ndarray, pre: ImagePreprocess, augment: bool):
+        self.items, self.targets, self.pre = items, targets, pre
+        self.transform = train_transform(pre) if augment else None
+        self.mean = torch.tensor(pre.mean).view(3, 1, 1)
+        self.std = torch.tensor(pre.std).view(3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int):
+        path = self.items[index].path
+        try:
+            if self.transform is not None:
+                image = self.transform(load_rgb(path, draft_to=self.pre.resize_size))
+            else:
+                image = (decode_for_model(path, self.pre).float() / 255.0 - self.mean) / self.std
+        except UnreadableItem:
+            return None
+        return image, torch.as_tensor(self.targets[index])
+
+
+class TextItems(Dataset):
+    """(text, target) per item; tokenisation happens per batch in the training module."""
+
+    def __init__(self, items: list[Item], targets: np.ndarray):
+        self.items, self.targets = items, targets
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int):
+        return self.items[index].text, torch.as_tensor(self.targets[index])
+
+
+class Collate:
+    """Stack the readable rows; a batch with fewer than `min_rows` of them becomes None (skipped).
+
+    Training batches of images need two rows: BatchNorm cannot normalise a single example."""
+
+    def __init__(self, modality: str, min_rows: int = 1):
+        self.modality, self.min_rows = modality, min_rows
+
+    def __call__(self, rows):
+        rows = [row for row in rows if row is not None]
+        if len(rows) < self.min_rows:
+            return None
+        targets = torch.stack([target for _, target in rows])
+        if self.modality == "text":
+            return [text for text, _ in rows], targets
+        return torch.stack([image for image, _ in rows]), targets
