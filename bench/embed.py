@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from common import DATA, plain_lite0
+
 HYMENOPTERA = DATA / "hymenoptera_data"
 SST2 = DATA / "sst2" / "train.tsv"
 
@@ -29,22 +30,11 @@ def image_files() -> list[Path]:
 
 def baseline_images(files: list[Path]) -> float:
     """The plain recipe: items/s including model build."""
-    import timm
     import torch
     from PIL import Image
-    from timm.data import create_transform, resolve_data_config
-
-    from headstart.zoo import get_entry
-    from headstart.zoo.entry import locate_weights
-    from headstart.zoo.image import efficientnet_pytorch_to_timm
-    from headstart.zoo.weights import load_state_dict
 
     start = time.perf_counter()
-    model = timm.create_model("tf_efficientnet_lite0", num_classes=1000).eval()
-    state = load_state_dict(locate_weights(get_entry("efficientnet_lite0").cfg.weights))
-    model.load_state_dict(efficientnet_pytorch_to_timm(state, model))
-    model.reset_classifier(0)
-    transform = create_transform(**resolve_data_config(model=model))
+    model, transform = plain_lite0()
     with torch.inference_mode():
         for i in range(0, len(files), 32):
             batch = torch.stack(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -12,13 +13,14 @@ import numpy as np
 import torch
 
 from ..api.embed import load_backbone
+from ..data.images import is_image_path
 from ..data.sources import Item, Skip, Source, read_source, source_from_paths, source_from_texts
 from ..data.split import per_class as take_per_class
 from ..data.split import split
 from ..errors import HeadstartError, check_choice, did_you_mean
 from ..features.extract import Extractor
 from ..features.speed import resolve_device
-from ..heads import Head, Task
+from ..heads import Head, Task, detect_task
 from ..strategies import STRATEGIES, get_strategy
 from .auto import choose_strategy
 
@@ -113,6 +115,7 @@ class TransferEstimator:
             self.task_.targets([i.label for i in val_src.items])  # unseen labels fail now
         self.strategy_name_, self.strategy_reason_ = self.strategy, ""
         self.backbone_ = load_backbone(self.model, self.modality, self.weights)
+        self.pretrained_weight_id_ = self.backbone_.weight_id
         train_emb = self._embed(train_src, cached=True)
         val_emb = self._embed(val_src, cached=True) if val_src is not None else None
         self.skipped_ = train_emb.skipped + (val_emb.skipped if val_emb else [])
@@ -136,8 +139,11 @@ class TransferEstimator:
                 head = self._new_head(train_emb.features)
             else:  # the control: same architecture, random weights, nothing from the probe
                 self.backbone_ = load_backbone_random(self.model, self.modality)
+                self.pretrained_weight_id_ = self.backbone_.weight_id
                 head = self._new_head(None)
             self._train(strategy, head, train_emb, val_emb)
+            if val_emb is not None:  # the cached features are the pre-training backbone's
+                val_emb = self.transform(Source(self.modality, val_emb.items, origin="validation"))
         self.fit_info_ = {
             "probe": probe_info,
             "n_train": len(train_emb.items),
@@ -175,7 +181,10 @@ class TransferEstimator:
         if isinstance(data, Source):
             return data
         if isinstance(data, str | Path) and y is None:
-            return read_source(data)
+            path = Path(data)
+            if self.modality == "image" and path.is_file() and is_image_path(path):
+                return source_from_paths([path])
+            return read_source(path)
         values = [data] if isinstance(data, str | Path) else list(data)
         if self.modality == "text":
             return source_from_texts(values, y)
@@ -192,9 +201,10 @@ class TransferEstimator:
             val_src = self._as_source(val)
             self._say_skips(val_src.skipped, "validation data")
         else:
-            stratify = self.task in ("auto", "classification") and "|" not in "".join(
-                i.label for i in train.items
-            )
+            kind = self.task
+            if kind == "auto":
+                kind = detect_task([i.label for i in train.items])
+            stratify = kind == "classification"
             train, val_src = split(train, self.val_fraction, self.seed, stratify=stratify)
         if self.per_class:
             train = take_per_class(train, self.per_class, self.seed)
@@ -275,6 +285,8 @@ class TransferEstimator:
         if val_emb is not None:
             val = TrainData(val_emb.items, self.task_.targets([i.label for i in val_emb.items]))
         self.history_ = train(self.backbone_, head, self.task_, strategy, data, val, cfg)
+        if cfg.workdir is not None:  # checkpoints (pickles) only serve to resume a broken fit
+            shutil.rmtree(cfg.workdir, ignore_errors=True)
         self.backbone_.eval()
         self.head_ = head.eval()
         self.backbone_trained_ = True

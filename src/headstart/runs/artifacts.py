@@ -1,0 +1,61 @@
+"""The human-facing part of a run directory: plots and the Markdown report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def write_artifacts(est, run_dir: Path) -> None:
+    from ..report.markdown import worst_examples, write_report
+    from ..report.plots import confusion_matrix_png, curves_png
+
+    images = []
+    metrics = est.metrics_
+    if "confusion_matrix" in metrics:
+        confusion_matrix_png(
+            np.array(metrics["confusion_matrix"]),
+            est.task_.classes,
+            run_dir / "confusion_matrix.png",
+            title=f"Validation confusion matrix ({metrics['n']})",
+        )
+        images.append("confusion_matrix.png")
+    if est.history_:
+        curves_png(
+            est.history_,
+            run_dir / "curves.png",
+            title=f"{est.strategy_name_} on {est.backbone_.name}",
+        )
+        images.append("curves.png")
+    worst = []
+    if est.val_items_ and est.val_outputs_ is not None:
+        targets = est.task_.targets([i.label for i in est.val_items_])
+        worst = worst_examples(est.task_, [i.id for i in est.val_items_], targets, est.val_outputs_)
+    write_report(
+        run_dir / "report.md",
+        title=f"headstart run: {type(est).__name__}",
+        summary=summary(est),
+        metrics=metrics,
+        task=est.task_,
+        worst=worst,
+        images=images,
+    )
+
+
+def summary(est) -> dict:
+    info = est.fit_info_
+    probe = info.get("probe", {})
+    out = {
+        "model": est.backbone_.name,
+        "strategy": est.strategy_name_,
+        "why": est.strategy_reason_ or "chosen by the user",
+        "task": est.task_.kind,
+        "train items": info.get("n_train"),
+        "validation items": info.get("n_val"),
+        "fit seconds": round(info.get("total_seconds", info.get("fit_seconds", 0.0)), 1),
+        "skipped items": len(getattr(est, "skipped_", [])),
+    }
+    if "val_accuracy" in probe:
+        out["linear-probe validation accuracy"] = round(probe["val_accuracy"], 4)
+    return out
