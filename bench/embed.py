@@ -25,7 +25,9 @@ SST2 = DATA / "sst2" / "train.tsv"
 
 
 def image_files() -> list[Path]:
-    return sorted(p for p in HYMENOPTERA.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))
+    from headstart.data.images import is_image_path
+
+    return sorted(p for p in HYMENOPTERA.rglob("*") if p.is_file() and is_image_path(p))
 
 
 def baseline_images(files: list[Path]) -> float:
@@ -45,13 +47,14 @@ def baseline_images(files: list[Path]) -> float:
 
 
 def headstart_run(source, model: str, cache_dir: str, **options) -> tuple[float, object]:
+    from headstart.api.embed import load_backbone
     from headstart.features.cache import EmbeddingCache
     from headstart.features.extract import Extractor
-    from headstart.zoo import build
 
     start = time.perf_counter()
     with EmbeddingCache(Path(cache_dir)) as cache:
-        result = Extractor(build(model), cache=cache, **options).run(source)
+        backbone = load_backbone(model, source.modality)  # built only on a cache miss
+        result = Extractor(backbone, cache=cache, **options).run(source)
     return len(source.items) / (time.perf_counter() - start), result
 
 
@@ -106,6 +109,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
+        "--text-repeats",
+        type=int,
+        default=None,
+        help="repeats for the text rows (default: --repeats)",
+    )
+    parser.add_argument(
         "--bf16-check",
         action="store_true",
         help="also compare linear-probe accuracy with fp32 and bf16 features",
@@ -138,15 +147,16 @@ def main() -> None:
     ]
     texts = sst2_sample()
     text_source = source_from_texts(texts)
-    base_t = measure(args.repeats, lambda: baseline_text(texts))
-    cold_t, warm_t = cold_and_warm(text_source, "minilm_l6", args.repeats)
+    text_repeats = args.text_repeats or args.repeats
+    base_t = measure(text_repeats, lambda: baseline_text(texts))
+    cold_t, warm_t = cold_and_warm(text_source, "minilm_l6", text_repeats)
     rows += [
         (f"text ({len(texts)} SST-2)", "baseline SentenceTransformer.encode", base_t, 1.0),
         ("", "headstart cold", cold_t, cold_t / base_t),
         ("", "headstart warm", warm_t, warm_t / base_t),
         ("", "warm / cold", None, warm_t / cold_t),
     ]
-    print(f"\nmedians of {args.repeats} runs, model build included\n")
+    print(f"\nmedians of {args.repeats} runs ({text_repeats} for text), model build included\n")
     print("| data | run | items/s | ratio |\n|---|---|---|---|")
     for data, run, rate, ratio in rows:
         shown = f"{rate:,.1f}" if rate is not None else ""

@@ -135,7 +135,10 @@ def no_pickles(run_dir: Path) -> None:
 # ---- every strategy ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+IMAGE_STRATEGIES = sorted(n for n, cls in STRATEGIES.items() if "image" in cls.modalities)
+
+
+@pytest.mark.parametrize("strategy", IMAGE_STRATEGIES)
 def test_strategy_fits_predicts_and_round_trips(strategy, fitted, small, tmp_path, lite0):
     clf, left_in_cwd = fitted(strategy)
     assert left_in_cwd == [], "fit with run_dir=None wrote into the working directory"

@@ -11,12 +11,13 @@ import numpy as np
 from ..data.sources import Source, read_source
 from ..errors import HeadstartError
 from ..features.extract import Embeddings, Extractor, Progress
-from ..zoo import DEFAULT_IMAGE, DEFAULT_TEXT, Backbone, get_entry
+from ..zoo import DEFAULT_IMAGE, DEFAULT_TEXT, get_entry
+from ..zoo.entry import LazyBackbone
 
 DEFAULT_MODEL = {"image": DEFAULT_IMAGE, "text": DEFAULT_TEXT}
 
 
-def load_backbone(model: str, modality: str, weights=None) -> Backbone:
+def load_backbone(model: str, modality: str, weights=None) -> LazyBackbone:
     """The named backbone (default: the bundled one for the modality), checked against the data."""
     name = model or DEFAULT_MODEL[modality]
     entry = get_entry(name)
@@ -26,7 +27,12 @@ def load_backbone(model: str, modality: str, weights=None) -> Backbone:
             f"Use {'an' if modality == 'image' else 'a'} {modality} backbone, "
             f"e.g. --model {DEFAULT_MODEL[modality]}."
         )
-    return entry.build(weights=weights)
+    path = Path(weights).expanduser() if weights else None
+    if path is not None and not path.is_file():
+        raise HeadstartError(
+            f"Weights file '{path}' does not exist (or is not a file). Check --weights."
+        )
+    return LazyBackbone(entry, path)
 
 
 def embed_source(

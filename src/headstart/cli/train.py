@@ -1,4 +1,4 @@
-"""fit, evaluate, predict: the ImageClassifier (and later TextClassifier) on the command line."""
+"""fit, evaluate, predict: the ImageClassifier and TextClassifier on the command line."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ import typer
 from ..errors import HeadstartError
 from .console import err, out
 
-ESTIMATORS = {"image": "ImageClassifier"}
+ESTIMATORS = {"image": "ImageClassifier", "text": "TextClassifier"}
+TASK_HELP = "auto, classification, multilabel, regression."
+TEXT_COL_HELP = "Text column of a table (default: text, else sentence)."
+LABEL_COL_HELP = "Label column of a table (default: label)."
 
 
 def _estimator_for(modality: str):
@@ -19,12 +22,17 @@ def _estimator_for(modality: str):
 
     name = ESTIMATORS.get(modality)
     if name is None:
-        raise HeadstartError(f"Training on {modality} data is not available yet (images are).")
+        raise HeadstartError(
+            f"Training on {modality} data is not available yet (images and texts are)."
+        )
     return getattr(estimators, name)
 
 
 def fit(
-    data: Annotated[Path, typer.Argument(help="Class-folder tree, or CSV with path and label.")],
+    data: Annotated[
+        Path,
+        typer.Argument(help="Class-folder tree, CSV with path and label, or a text table."),
+    ],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")],
     val: Annotated[Path | None, typer.Option(help="Validation data (else a split).")] = None,
     val_fraction: Annotated[float, typer.Option(help="Validation share when no --val.")] = 0.2,
@@ -32,15 +40,16 @@ def fit(
     strategy: Annotated[
         str,
         typer.Option(
-            help="linear-probe, mlp-head, fine-tune, freeze-unfreeze, gradual, from-scratch, auto."
+            help="linear-probe, mlp-head, fine-tune, freeze-unfreeze, gradual, from-scratch, "
+            "tfidf (texts: no backbone, the control), auto."
         ),
     ] = "auto",
     epochs: Annotated[int, typer.Option(min=1)] = 5,
     seed: Annotated[int, typer.Option()] = 0,
     per_class: Annotated[int | None, typer.Option(min=1, help="Keep K labels per class.")] = None,
-    task: Annotated[
-        str, typer.Option(help="auto, classification, multilabel, regression.")
-    ] = "auto",
+    task: Annotated[str, typer.Option(help=TASK_HELP)] = "auto",
+    text_col: Annotated[str | None, typer.Option(help=TEXT_COL_HELP)] = None,
+    label_col: Annotated[str | None, typer.Option(help=LABEL_COL_HELP)] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
     lr_decay: Annotated[float | None, typer.Option(help="Layer-wise LR decay per group.")] = None,
     label_smoothing: Annotated[float, typer.Option()] = 0.1,
@@ -56,7 +65,7 @@ def fit(
     """Fit a new head (and, by strategy, the backbone) on DATA; write RUN_DIR."""
     from ..data.sources import read_source
 
-    source = read_source(data)
+    source = read_source(data, text_col=text_col, label_col=label_col)
     estimator_cls = _estimator_for(source.modality)
     est = estimator_cls(
         model=model,
@@ -72,6 +81,8 @@ def fit(
         patience=patience,
         val_fraction=val_fraction,
         per_class=per_class,
+        text_col=text_col,
+        label_col=label_col,
         precision=precision,
         device=device,
         weights=str(weights) if weights else None,
@@ -93,9 +104,14 @@ def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by fit.")],
     data: Annotated[Path, typer.Argument(help="Labelled data to evaluate on.")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    text_col: Annotated[str | None, typer.Option(help=TEXT_COL_HELP + " As in fit.")] = None,
+    label_col: Annotated[str | None, typer.Option(help=LABEL_COL_HELP + " As in fit.")] = None,
+    task: Annotated[str | None, typer.Option(help="Check the run's task: " + TASK_HELP)] = None,
 ) -> None:
     """Metrics of a fitted run on labelled DATA; writes a confusion matrix next to the run."""
     est = load_any(run_dir)
+    _check_task(est, task, run_dir)
+    _set_columns(est, text_col, label_col)
     metrics = est.evaluate(data)
     target = run_dir / f"eval-{Path(data).resolve().name}"
     target.mkdir(exist_ok=True)
@@ -122,14 +138,35 @@ def evaluate(
 
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by fit.")],
-    inputs: Annotated[list[Path], typer.Argument(help="Files or folders to predict.")],
+    inputs: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Image files or folders; text tables for a text run."),
+    ] = None,
+    text: Annotated[
+        list[str] | None,
+        typer.Option("--text", help="A text to classify (text runs; repeatable)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    text_col: Annotated[str | None, typer.Option(help=TEXT_COL_HELP + " As in fit.")] = None,
+    task: Annotated[str | None, typer.Option(help="Check the run's task: " + TASK_HELP)] = None,
 ) -> None:
     """Label and probability for each input; an unreadable input gets an error entry."""
     from ..data.images import is_image_path
     from ..data.sources import source_from_paths
 
     est = load_any(run_dir)
+    _check_task(est, task, run_dir)
+    inputs, text = inputs or [], text or []
+    if est.modality == "text":
+        _set_columns(est, text_col, None)
+        _predict_texts(est, inputs, text, as_json)
+        return
+    if text:
+        raise HeadstartError(
+            f"--text is for text runs; '{run_dir}' classifies images. Pass image files or folders."
+        )
+    if not inputs:
+        raise HeadstartError("Nothing to predict: pass image files or folders after RUN_DIR.")
     files: list[Path] = []
     for path in inputs:
         if path.is_dir() and not is_image_path(path):
@@ -148,6 +185,74 @@ def predict(
             out.print(f"{row['input']}\terror: {row['error']}", markup=False)
         else:
             out.print(f"{row['input']}\t{row['label']}\t{row.get('probability', '')}", markup=False)
+
+
+def _predict_texts(est, tables: list[Path], texts: list[str], as_json: bool) -> None:
+    """--text values first, then every row of every table, in order; ids are FILE:ROW."""
+    from ..data.sources import Skip, Source, read_source, source_from_texts
+
+    if not tables and not texts:
+        raise HeadstartError(
+            'Nothing to predict: pass --text "..." (repeatable) or a CSV, TSV or JSON Lines '
+            "table with a text column."
+        )
+    items, skipped, order, shown = [], [], [], {}
+
+    def add(source: Source, key, display) -> None:
+        rows = [(int(i.id), i) for i in source.items] + [(int(s.id), s) for s in source.skipped]
+        for number, entry in sorted(rows, key=lambda pair: pair[0]):
+            entry_key = key(number)
+            order.append(entry_key)
+            shown[entry_key] = display(number)
+            if isinstance(entry, Skip):
+                skipped.append(Skip(entry_key, entry.reason))
+            else:
+                entry.id = entry_key
+                items.append(entry)
+
+    add(source_from_texts(texts), lambda n: f"--text {n}", lambda n: {"input": texts[n - 1]})
+    for path in tables:
+        table = read_source(path, text_col=est.text_col, labels=False)
+        if table.modality != "text":
+            raise HeadstartError(
+                f"'{path}' holds images; this run classifies texts. Pass a CSV, TSV or JSON "
+                "Lines table with a text column (--text-col), or --text."
+            )
+        add(table, lambda n, p=path: f"{p}:{n}", lambda n, p=path: {"input": str(p), "row": n})
+    embeddings = est.transform(Source("text", items, skipped, origin="inputs"))
+    rows = []
+    for row in prediction_rows(est, embeddings, order):
+        rows.append({**shown[row["input"]], **{k: v for k, v in row.items() if k != "input"}})
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    for row in rows:
+        where = f"{row['input']}:{row['row']}" if "row" in row else " ".join(row["input"].split())
+        if "error" in row:
+            out.print(f"{where}\terror: {row['error']}", markup=False)
+        else:
+            out.print(f"{where}\t{row['label']}\t{row.get('probability', '')}", markup=False)
+
+
+def _check_task(est, task: str | None, run_dir: Path) -> None:
+    from ..errors import check_choice
+
+    if task is None or task == "auto":
+        return
+    check_choice("task", task, ("auto", "classification", "multilabel", "regression"))
+    if task != est.task_.kind:
+        raise HeadstartError(
+            f"--task {task} does not match the run in '{run_dir}', which was fitted for "
+            f"{est.task_.kind}. Drop --task, or fit a new run with --task {task}."
+        )
+
+
+def _set_columns(est, text_col: str | None, label_col: str | None) -> None:
+    """Columns given on the command line replace those the run was fitted with."""
+    if text_col is not None:
+        est.set_params(text_col=text_col)
+    if label_col is not None:
+        est.set_params(label_col=label_col)
 
 
 def prediction_rows(est, embeddings, order: list[str]) -> list[dict]:

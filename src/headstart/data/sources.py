@@ -69,9 +69,15 @@ def read_source(
     text_col: str | None = None,
     label_col: str | None = None,
     path_col: str | None = None,
+    labels: bool = True,
 ) -> Source:
-    """Read a folder or a table into a Source; raise HeadstartError when it cannot be used."""
+    """Read a folder or a table into a Source; raise HeadstartError when it cannot be used.
+
+    labels=False ignores a table's label column (data to predict: a blank label is no reason
+    to skip a row)."""
     path = Path(data)
+    if not labels:
+        label_col = False  # _from_table: no label column at all
     if not path.exists():
         raise HeadstartError(f"DATA {str(data)!r} does not exist. Pass {_ACCEPTED}.")
     if not path.is_dir() and path.suffix.lower() not in TABLE_SUFFIXES:
@@ -364,7 +370,11 @@ def _from_table(frame, ids, path, text_col, label_col, path_col) -> Source:
         return Source("text", [], [], origin=str(path))
     frame.columns = [str(c) for c in frame.columns]
     columns = list(frame.columns)
-    label = _pick_column(path, columns, label_col, (LABEL_COLUMN,), "--label-col", required=False)
+    label = (
+        None
+        if label_col is False
+        else _pick_column(path, columns, label_col, (LABEL_COLUMN,), "--label-col", required=False)
+    )
     modality, content = _content_column(path, columns, text_col, path_col)
     items: list[Item] = []
     skipped: list[Skip] = []

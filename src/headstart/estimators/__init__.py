@@ -2,5 +2,6 @@
 
 from .base import TransferEstimator
 from .image import ImageClassifier
+from .text import TextClassifier
 
-__all__ = ["TransferEstimator", "ImageClassifier"]
+__all__ = ["TransferEstimator", "ImageClassifier", "TextClassifier"]

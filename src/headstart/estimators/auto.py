@@ -4,10 +4,15 @@ from __future__ import annotations
 
 FEW_PER_CLASS = 20
 PROBE_GOOD_ENOUGH = 0.97
+TEXT_FINE_TUNE_ROWS = 1000  # labelled texts from which fine-tuning the encoder on a GPU pays
 
 
 def choose_strategy(
-    task_kind: str, counts: dict[str, int], probe_cv_accuracy: float | None, device_type: str
+    task_kind: str,
+    counts: dict[str, int],
+    probe_cv_accuracy: float | None,
+    device_type: str,
+    modality: str = "image",
 ) -> tuple[str, str]:
     """(strategy, reason in one sentence)."""
     if task_kind != "classification":
@@ -25,6 +30,13 @@ def choose_strategy(
         return "linear-probe", (
             f"frozen features already separate the classes (cross-validated probe accuracy "
             f"{probe_cv_accuracy:.3f}); fine-tuning has little to add"
+        )
+    total = sum(counts.values())
+    if modality == "text" and device_type == "cuda" and total >= TEXT_FINE_TUNE_ROWS:
+        return "fine-tune", (
+            f"{total} labelled texts (at least {TEXT_FINE_TUNE_ROWS}) and a GPU: fine-tuning "
+            "every layer of the encoder, the standard recipe for text, is affordable and "
+            "usually beats a frozen probe at this size"
         )
     if device_type == "cpu" and sum(counts.values()) > 5000:
         return "linear-probe", "large data on a CPU: fine-tuning would take hours; probe first"

@@ -22,6 +22,8 @@ from ..features.extract import Extractor
 from ..features.speed import resolve_device
 from ..heads import Head, Task, detect_task
 from ..strategies import STRATEGIES, get_strategy
+from ..strategies.base import check_strategy
+from ..zoo.entry import materialize
 from .auto import choose_strategy
 
 
@@ -48,6 +50,8 @@ class TransferEstimator:
         patience: int = 3,
         val_fraction: float = 0.2,
         per_class: int | None = None,
+        text_col: str | None = None,
+        label_col: str | None = None,
         precision: str = "auto",
         device: str = "auto",
         weights: str | None = None,
@@ -74,6 +78,7 @@ class TransferEstimator:
             patience,
         )
         self.val_fraction, self.per_class = val_fraction, per_class
+        self.text_col, self.label_col = text_col, label_col
         self.precision, self.device, self.weights = precision, device, weights
         self.augment, self.workers, self.run_dir = augment, workers, run_dir
         self.resume, self.verbose = resume, verbose
@@ -114,6 +119,9 @@ class TransferEstimator:
         if val_src is not None:
             self.task_.targets([i.label for i in val_src.items])  # unseen labels fail now
         self.strategy_name_, self.strategy_reason_ = self.strategy, ""
+        if _is_classic(self.strategy):  # tfidf: its own features and model, no backbone
+            strategy, train_emb, val_emb, probe_info = self._fit_classic(train_src, val_src)
+            return self._finish_fit(strategy, train_emb, val_emb, probe_info, started)
         self.backbone_ = load_backbone(self.model, self.modality, self.weights)
         self.pretrained_weight_id_ = self.backbone_.weight_id
         train_emb = self._embed(train_src, cached=True)
@@ -144,6 +152,10 @@ class TransferEstimator:
             self._train(strategy, head, train_emb, val_emb)
             if val_emb is not None:  # the cached features are the pre-training backbone's
                 val_emb = self.transform(Source(self.modality, val_emb.items, origin="validation"))
+        return self._finish_fit(strategy, train_emb, val_emb, probe_info, started)
+
+    def _finish_fit(self, strategy, train_emb, val_emb, probe_info, started) -> TransferEstimator:
+        extras = self._fit_extras(train_emb, val_emb)
         self.fit_info_ = {
             "probe": probe_info,
             "n_train": len(train_emb.items),
@@ -151,6 +163,8 @@ class TransferEstimator:
             "fit_seconds": time.perf_counter() - started,
             "train_fingerprint": fingerprint(train_emb.items),
             "class_counts": _counts(train_emb.items),
+            **strategy.fit_info(),  # e.g. lora: adapter_bytes; contrastive: pairs
+            **extras,
         }
         self.thresholds_ = None
         if val_emb is not None:
@@ -170,7 +184,7 @@ class TransferEstimator:
         return self
 
     def _check_values(self) -> None:
-        check_choice("strategy", self.strategy, [*STRATEGIES, "auto"], type(self).__name__)
+        check_strategy(self.strategy, self.modality, type(self).__name__)  # name[:options]
         check_choice("task", self.task, ("auto", "classification", "multilabel", "regression"))
         check_choice("precision", self.precision, ("auto", "fp32", "bf16"))
         check_choice("device", str(self.device).split(":")[0], ("auto", "cpu", "cuda"))
@@ -179,27 +193,45 @@ class TransferEstimator:
 
     def _as_source(self, data, y=None) -> Source:
         if isinstance(data, Source):
-            return data
-        if isinstance(data, str | Path) and y is None:
+            return self._check_modality(data)
+        if isinstance(data, str | Path) and y is None and not _is_text(data, self.modality):
             path = Path(data)
             if self.modality == "image" and path.is_file() and is_image_path(path):
                 return source_from_paths([path])
-            return read_source(path)
+            found = read_source(path, text_col=self.text_col, label_col=self.label_col)
+            return self._check_modality(found)
         values = [data] if isinstance(data, str | Path) else list(data)
         if self.modality == "text":
             return source_from_texts(values, y)
         return source_from_paths(values, y)
 
+    def _check_modality(self, source: Source) -> Source:
+        if source.modality != self.modality and source.items:
+            other = "TextClassifier" if source.modality == "text" else "ImageClassifier"
+            raise HeadstartError(
+                f"{type(self).__name__} takes {self.modality} data, but "
+                f"{source.origin or 'the data'!r} holds {source.modality}s. Use {other}."
+            )
+        return source
+
     def _split(self, train: Source, val) -> tuple[Source, Source | None]:
         self._say_skips(train.skipped, "training data")
+        _check_usable(train, "Training data")
         if any(i.label is None for i in train.items):
             raise HeadstartError(
                 "Training data has no labels. Use a folder with one subfolder per class, or a "
-                "table with a label column (--label-col)."
+                "table with a label column (--label-col), or pass y= with one label per item."
             )
         if val is not None:
-            val_src = self._as_source(val)
+            pair = isinstance(val, tuple) and len(val) == 2 and not isinstance(val[0], str | Path)
+            val_src = self._as_source(*val) if pair else self._as_source(val)  # (texts, labels)
             self._say_skips(val_src.skipped, "validation data")
+            _check_usable(val_src, "Validation data")
+            if any(i.label is None for i in val_src.items):
+                raise HeadstartError(
+                    "Validation data has no labels: pass labelled data (a label column, class "
+                    "folders, or a (items, labels) pair)."
+                )
         else:
             kind = self.task
             if kind == "auto":
@@ -241,11 +273,36 @@ class TransferEstimator:
     def _choose(self, train_emb, probe_info) -> None:
         device_type = resolve_device(self.device).type
         name, reason = choose_strategy(
-            self.task_.kind, _counts(train_emb.items), probe_info.get("cv_accuracy"), device_type
+            self.task_.kind,
+            _counts(train_emb.items),
+            probe_info.get("cv_accuracy"),
+            device_type,
+            modality=self.modality,
         )
         self.strategy_name_, self.strategy_reason_ = name, reason
         if self.verbose:
             print(f"strategy auto -> {name}: {reason}", file=sys.stderr)
+
+    def _fit_classic(self, train_src: Source, val_src: Source | None):
+        """A strategy with its own features and model (the TF-IDF control): no backbone at all."""
+        strategy = get_strategy(self.strategy, lr=self.lr, lr_decay=self.lr_decay)
+        train_emb = _unembedded(train_src)
+        val_emb = _unembedded(val_src) if val_src is not None else None
+        for emb, where in ((train_emb, "training data"), (val_emb, "validation data")):
+            if emb is not None and not emb.items:
+                raise HeadstartError(f"No usable items in the {where}.")
+        self.skipped_ = train_emb.skipped + (val_emb.skipped if val_emb else [])
+        self.backbone_, self.pretrained_weight_id_, self.backbone_trained_ = None, None, False
+        self.strategy_, self.history_ = strategy, []
+        targets = self.task_.targets([i.label for i in train_emb.items])
+        self.head_, info = strategy.fit_model(
+            [i.text for i in train_emb.items], targets, self.task_, self.seed
+        )
+        return strategy, train_emb, val_emb, info
+
+    def _fit_extras(self, train_emb, val_emb) -> dict:
+        """Modality-specific facts for fit_info_ (text: truncated rows)."""
+        return {}
 
     def _fit_frozen(self, strategy, train_emb, val_emb) -> Head:
         targets = self.task_.targets([i.label for i in train_emb.items])
@@ -284,7 +341,12 @@ class TransferEstimator:
         val = None
         if val_emb is not None:
             val = TrainData(val_emb.items, self.task_.targets([i.label for i in val_emb.items]))
-        self.history_ = train(self.backbone_, head, self.task_, strategy, data, val, cfg)
+        self.backbone_ = materialize(self.backbone_)
+        adapt = getattr(strategy, "adapt", None)  # lora, contrastive: their own training
+        if adapt is not None:
+            self.backbone_, head, self.history_ = adapt(self, self.backbone_, head, data, val, cfg)
+        else:
+            self.history_ = train(self.backbone_, head, self.task_, strategy, data, val, cfg)
         if cfg.workdir is not None:  # checkpoints (pickles) only serve to resume a broken fit
             shutil.rmtree(cfg.workdir, ignore_errors=True)
         self.backbone_.eval()
@@ -303,13 +365,18 @@ class TransferEstimator:
 
     def _outputs_for(self, embeddings) -> np.ndarray:
         with torch.no_grad():
-            logits = self.head_(torch.from_numpy(embeddings.features))
+            if getattr(self.strategy_, "classic", False):
+                logits = self.head_.logits(embeddings.items)
+            else:
+                logits = self.head_(torch.from_numpy(embeddings.features))
             return self.task_.probabilities(logits).numpy()
 
     def transform(self, data):
         """Features of `data` as the fitted model sees them (Embeddings with items, skipped)."""
         self._check_fitted()
         source = self._as_source(data)
+        if getattr(self.strategy_, "classic", False):  # reads the items themselves
+            return _unembedded(source)
         extractor = Extractor(
             self.backbone_,
             precision=self.precision,
@@ -320,7 +387,17 @@ class TransferEstimator:
         return extractor.run(source)
 
     def predict_proba(self, data) -> np.ndarray:
-        return self._outputs_for(self.transform(data))
+        """One row per input; an input that cannot be used is an error, not a missing row."""
+        embeddings = self.transform(data)
+        if embeddings.skipped:
+            first = embeddings.skipped[0]
+            raise HeadstartError(
+                f"{len(embeddings.skipped)} of {len(embeddings.items) + len(embeddings.skipped)} "
+                f"inputs cannot be used (first: {first.id}: {first.reason}), so predictions "
+                "would not line up with the inputs. Remove them, or call transform() to get "
+                "the usable items with their ids."
+            )
+        return self._outputs_for(embeddings)
 
     def predict(self, data) -> list:
         return self.decode(self.predict_proba(data))
@@ -384,6 +461,42 @@ class TransferEstimator:
 _DEFAULTS = {
     name: p.default for name, p in inspect.signature(TransferEstimator.__init__).parameters.items()
 }
+
+
+def _check_usable(source: Source, what: str) -> None:
+    if not source.items:
+        first = f" (first: {source.skipped[0].id}: {source.skipped[0].reason})"
+        raise HeadstartError(
+            f"{what} has nothing usable: all {len(source.skipped)} items were skipped"
+            f"{first if source.skipped else ''}."
+        )
+
+
+def _is_classic(strategy: str) -> bool:
+    from ..strategies.base import parse_strategy
+
+    name, _ = parse_strategy(strategy)
+    return bool(getattr(STRATEGIES.get(name), "classic", False))
+
+
+def _is_text(data, modality: str) -> bool:
+    """A str given to a text estimator is a text unless it names a file or looks like a table."""
+    if modality != "text" or not isinstance(data, str):
+        return False
+    from ..data.sources import TABLE_SUFFIXES
+
+    looks_like_table = data.lower().endswith(TABLE_SUFFIXES) and not any(c.isspace() for c in data)
+    return not looks_like_table and not Path(data).is_file()
+
+
+def _unembedded(source: Source):
+    """Items without features, for strategies that read the items themselves."""
+    from ..features.extract import Embeddings, Stats
+
+    stats = Stats(items=len(source.items) + len(source.skipped), skipped=len(source.skipped))
+    return Embeddings(
+        np.zeros((len(source.items), 0), np.float32), source.items, list(source.skipped), stats
+    )
 
 
 def load_backbone_random(model: str, modality: str):

@@ -24,6 +24,7 @@ from ..data.images import decode_for_model
 from ..data.sources import Item, Skip, Source
 from ..errors import HeadstartError, UnreadableItem
 from ..zoo.backbone import Backbone
+from ..zoo.entry import materialize
 from .cache import EmbeddingCache, content_hash_file, content_hash_text, item_key
 from .speed import optimise_for_inference, resolve_device, resolve_precision
 
@@ -79,11 +80,13 @@ class Extractor:
         workers: int | None = None,
         cache: EmbeddingCache | None | bool = True,
     ):
-        self.backbone = backbone.eval()
+        self.backbone = backbone  # a Backbone, or a LazyBackbone built only on a cache miss
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.batch_size = batch_size or (32 if backbone.modality == "image" else 64)
         self.workers = _default_workers() if workers is None else workers
+        if not _cacheable(backbone.weight_id):
+            cache = None  # random or freshly tuned weights: their features are never reused
         self.cache = EmbeddingCache() if cache is True else (cache or None)
         self._fast: torch.nn.Module | None = None
 
@@ -91,10 +94,9 @@ class Extractor:
     def model_key(self) -> str:
         """Backbone architecture + exact weights + preprocessing + precision."""
         parts = [
-            type(self.backbone).__name__,
-            getattr(self.backbone.model, "name_or_path", "") or "",
+            self.backbone.modality,
             str(self.backbone.cfg.feature_dim),
-            self.backbone.weight_id,
+            str(self.backbone.weight_id),
             self.backbone.preprocess.digest(),
             self.precision,
         ]
@@ -184,29 +186,30 @@ class Extractor:
         return new, failed, 0
 
     def _compute_texts(self, todo, keys, progress):
-        backbone = self.backbone
-        order = sorted(range(len(todo)), key=lambda i: len(todo[i].text), reverse=True)
+        """Tokenise everything once, sort by exact token count, so batches carry no padding."""
+        backbone = materialize(self.backbone)
+        texts = [item.text for item in todo]
+        ids = backbone.token_ids(texts)
+        order = sorted(range(len(todo)), key=lambda i: len(ids[i]), reverse=True)
         model = backbone.to(self.device)
-        new, done, truncated = {}, 0, 0
+        new, done = {}, 0
         for start in range(0, len(order), self.batch_size):
-            chunk = [todo[i] for i in order[start : start + self.batch_size]]
-            texts = [item.text for item in chunk]
-            truncated += _count_long(backbone, texts)
-            batch = {k: v.to(self.device) for k, v in backbone.tokenize(texts).items()}
-            vecs = self._forward(model, batch)
-            batch_keys = [keys[item.id] for item in chunk]
+            chunk = order[start : start + self.batch_size]
+            batch = backbone.pad([ids[i] for i in chunk])
+            vecs = self._forward(model, {k: v.to(self.device) for k, v in batch.items()})
+            batch_keys = [keys[todo[i].id] for i in chunk]
             self._store(batch_keys, vecs)
             new.update(zip(batch_keys, vecs, strict=True))
             done += len(chunk)
             if progress:
                 progress(done, len(todo))
-        return new, [], truncated
+        return new, [], _count_long(backbone, texts)
 
     def _fast_model(self) -> torch.nn.Module:
         if self._fast is None:
             size = self.backbone.preprocess.input_size
             example = torch.randn(2, 3, size, size)
-            fast = optimise_for_inference(self.backbone, example, self.precision)
+            fast = optimise_for_inference(materialize(self.backbone), example, self.precision)
             self._fast = fast.to(self.device)
         return self._fast
 
@@ -286,6 +289,10 @@ def _count_long(backbone, texts: list[str]) -> int:
     # ~4 characters per token: only texts that might be long are tokenised twice
     suspects = [t for t in texts if len(t) > limit * 2]
     return backbone.count_truncated(suspects) if suspects else 0
+
+
+def _cacheable(weight_id: str | None) -> bool:
+    return bool(weight_id) and weight_id != "random-init" and not weight_id.startswith("tuned-")
 
 
 def _empty(extractor: Extractor) -> np.ndarray:

@@ -47,7 +47,7 @@ def summary(est) -> dict:
     info = est.fit_info_
     probe = info.get("probe", {})
     out = {
-        "model": est.backbone_.name,
+        "model": est.backbone_.name if est.backbone_ is not None else "none (no backbone)",
         "strategy": est.strategy_name_,
         "why": est.strategy_reason_ or "chosen by the user",
         "task": est.task_.kind,
@@ -56,6 +56,8 @@ def summary(est) -> dict:
         "fit seconds": round(info.get("total_seconds", info.get("fit_seconds", 0.0)), 1),
         "skipped items": len(getattr(est, "skipped_", [])),
     }
+    if "truncated_rows" in info:  # texts longer than the encoder reads
+        out[f"truncated texts (over {info.get('max_length')} tokens)"] = info["truncated_rows"]
     if "val_accuracy" in probe:
         out["linear-probe validation accuracy"] = round(probe["val_accuracy"], 4)
     return out

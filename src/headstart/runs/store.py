@@ -1,7 +1,8 @@
 """Save and load a fitted estimator as safetensors weights + JSON. Loading never unpickles.
 
 RUN_DIR/
-  model.safetensors   head.* (and backbone.* when the backbone was trained)
+  model.safetensors   head.* (and backbone.* when the backbone was trained; adapter.* instead
+                      for lora, whose pre-trained backbone is rebuilt from its original file)
   config.json         backbone id and weight hash, preprocessing, labels, strategy, every
                       hyper-parameter, library versions, training-data fingerprint, file hashes
   metrics.json        validation metrics
@@ -40,10 +41,16 @@ def save_run(est, run_dir: Path) -> Path:
         f"head.{k}": v.detach().cpu().contiguous() for k, v in est.head_.state_dict().items()
     }
     if est.backbone_trained_:
-        for key, value in est.backbone_.state_dict().items():
-            tensors[f"backbone.{key}"] = value.detach().cpu().contiguous()
+        custom = getattr(est.strategy_, "backbone_tensors", None)  # lora: adapter.* tensors only
+        if custom is not None:
+            tensors.update(custom())
+        else:
+            for key, value in est.backbone_.state_dict().items():
+                tensors[f"backbone.{key}"] = value.detach().cpu().contiguous()
     _atomic(run_dir / WEIGHTS, lambda tmp: save_file(tensors, str(tmp)))
-    config = run_config(est, sha256_file(run_dir / WEIGHTS))
+    write_files = getattr(est.head_, "write_files", None)  # tfidf: its vocabulary, as JSON
+    extra = write_files(run_dir) if write_files is not None else {}
+    config = run_config(est, sha256_file(run_dir / WEIGHTS), extra)
     write_json(run_dir / CONFIG, config)
     write_json(run_dir / METRICS, est.metrics_)
     from .artifacts import write_artifacts
@@ -52,14 +59,16 @@ def save_run(est, run_dir: Path) -> Path:
     return run_dir
 
 
-def run_config(est, weights_sha: str) -> dict:
-    backbone = est.backbone_
+def run_config(est, weights_sha: str, extra_files: dict | None = None) -> dict:
+    backbone = est.backbone_  # None for a classic strategy (tfidf)
     return {
         "format": FORMAT,
         "headstart_version": __version__,
         "estimator": type(est).__name__,
         "modality": est.modality,
-        "backbone": {
+        "backbone": None
+        if backbone is None
+        else {
             "name": backbone.name,
             "weight_id": backbone.weight_id,
             "pretrained_weight_id": getattr(est, "pretrained_weight_id_", backbone.weight_id),
@@ -67,7 +76,9 @@ def run_config(est, weights_sha: str) -> dict:
             "trained": bool(est.backbone_trained_),
             "feature_dim": backbone.feature_dim,
         },
-        "preprocess": {"type": type(backbone.preprocess).__name__, **asdict(backbone.preprocess)},
+        "preprocess": None
+        if backbone is None
+        else {"type": type(backbone.preprocess).__name__, **asdict(backbone.preprocess)},
         "task": {"kind": est.task_.kind, "classes": est.task_.classes},
         "head": est.head_.spec(),
         "thresholds": None if est.thresholds_ is None else [float(t) for t in est.thresholds_],
@@ -76,7 +87,7 @@ def run_config(est, weights_sha: str) -> dict:
         "fit": est.fit_info_,
         "history": est.history_,
         "versions": versions(),
-        "files": {WEIGHTS: weights_sha},
+        "files": {WEIGHTS: weights_sha, **(extra_files or {})},
     }
 
 
@@ -102,12 +113,15 @@ def load_run(cls, run_dir: Path):
     weights = run_dir / WEIGHTS
     if not weights.is_file():
         raise HeadstartError(f"Run '{run_dir}' is incomplete: {WEIGHTS} is missing. Re-run fit.")
-    expected = config.get("files", {}).get(WEIGHTS)
-    if expected and sha256_file(weights) != expected:
-        raise HeadstartError(
-            f"'{weights}' does not match the hash recorded in {CONFIG}: the file was altered or "
-            "damaged. Re-run fit, or restore the run directory from a copy."
-        )
+    for name, expected in config.get("files", {}).items():  # the weights, tfidf.json
+        path = run_dir / name
+        if not path.is_file():
+            raise HeadstartError(f"Run '{run_dir}' is incomplete: {name} is missing. Re-run fit.")
+        if expected and sha256_file(path) != expected:
+            raise HeadstartError(
+                f"'{path}' does not match the hash recorded in {CONFIG}: the file was altered or "
+                "damaged. Re-run fit, or restore the run directory from a copy."
+            )
     saved_by = config.get("headstart_version", "unknown")
     if saved_by != __version__:
         warnings.warn(
@@ -118,18 +132,23 @@ def load_run(cls, run_dir: Path):
         )
     est = cls(**{k: v for k, v in config["params"].items() if k in cls._param_names()})
     state = load_file(str(weights))
-    restore(est, config, state)
+    restore(est, config, state, run_dir)
     est.metrics_ = read_json(run_dir / METRICS)
     return est
 
 
-def restore(est, config: dict, state: dict) -> None:
+def restore(est, config: dict, state: dict, run_dir: Path | None = None) -> None:
     from ..api.embed import load_backbone
     from ..strategies import get_strategy
     from ..zoo import get_entry
 
     info = config["backbone"]
-    if info["trained"]:  # the weights are all in the run: no need for the original file
+    strategy = get_strategy(config["strategy"]["name"])
+    if info is None:  # a classic strategy (tfidf): no backbone
+        backbone = None
+    elif info["trained"] and hasattr(strategy, "restore_backbone"):  # lora: pre-trained + adapters
+        backbone = strategy.restore_backbone(config, state)
+    elif info["trained"]:  # the weights are all in the run: no need for the original file
         backbone = get_entry(info["name"]).build(pretrained=False)
         backbone_state = {k[9:]: v for k, v in state.items() if k.startswith("backbone.")}
         backbone.load_state_dict(backbone_state, strict=True)
@@ -142,14 +161,18 @@ def restore(est, config: dict, state: dict) -> None:
                 f"with (sha256 {backbone.weight_id[:12]}... vs {info['weight_id'][:12]}...). "
                 "Install the same weights, or re-run fit."
             )
-    head = build_head(config["head"])
-    head.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
-    est.backbone_, est.head_ = backbone.eval(), head.eval()
-    est.backbone_trained_ = info["trained"]
+    head_state = {k[5:]: v for k, v in state.items() if k.startswith("head.")}
+    if getattr(strategy, "classic", False):  # its own model: weights here, vocabulary in JSON
+        head = strategy.load_model(config["head"], head_state, run_dir)
+    else:
+        head = build_head(config["head"])
+        head.load_state_dict(head_state)
+    est.backbone_, est.head_ = backbone, head.eval()  # a frozen backbone stays lazy
+    est.backbone_trained_ = bool(info and info["trained"])
     est.task_ = Task(config["task"]["kind"], config["task"]["classes"])
     thresholds = config.get("thresholds")
     est.thresholds_ = None if thresholds is None else np.array(thresholds, dtype=np.float32)
-    est.strategy_ = get_strategy(config["strategy"]["name"])
+    est.strategy_ = strategy
     est.strategy_name_, est.strategy_reason_ = (
         config["strategy"]["name"],
         config["strategy"]["reason"],

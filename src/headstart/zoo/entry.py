@@ -83,3 +83,63 @@ def file_source(path: Path, licence: str) -> WeightSource:
 
 def with_source(entry: ZooEntry, source: WeightSource) -> ZooEntry:
     return replace(entry, cfg=replace(entry.cfg, weights=source))
+
+
+class LazyBackbone:
+    """A backbone's identity (name, config, weight hash) without building it.
+
+    The embedding cache is keyed by that identity, so a run whose items are all cached never
+    pays for building the network. Anything else builds it once, on first use.
+    """
+
+    def __init__(self, entry: ZooEntry, weights: Path | None = None):
+        self.entry, self.weights = entry, weights
+        self.name, self.modality = entry.name, entry.modality
+        self.cfg = entry.cfg
+        self.weight_id = expected_weight_id(entry, weights)
+        self._built: Backbone | None = None
+
+    @property
+    def preprocess(self):
+        return self.cfg.preprocess
+
+    @property
+    def feature_dim(self) -> int:
+        return self.cfg.feature_dim
+
+    def get(self) -> Backbone:
+        if self._built is None:
+            built = self.entry.build(weights=self.weights)
+            if self.weight_id is not None and built.weight_id != self.weight_id:
+                raise HeadstartError(
+                    f"The weights of {self.name!r} changed while in use (sha256 "
+                    f"{built.weight_id[:12]}... vs {self.weight_id[:12]}...). Run again."
+                )
+            self._built, self.weight_id = built, built.weight_id
+        return self._built
+
+    def __getattr__(self, attr: str):
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        return getattr(self.get(), attr)
+
+
+def expected_weight_id(entry: ZooEntry, weights: Path | None) -> str | None:
+    """The sha256 the built backbone will report, found without building (None: unknown yet)."""
+    if weights is not None:
+        return sha256_file(weights) if Path(weights).is_file() else None
+    if entry.cfg.weights.sha256:
+        return entry.cfg.weights.sha256
+    path = locate_weights(entry.cfg.weights)
+    if path is None:
+        return None
+    if path.is_dir():  # a model folder: its weight file
+        for name in ("model.safetensors", "pytorch_model.bin"):
+            if (path / name).is_file():
+                return sha256_file(path / name)
+        return None
+    return sha256_file(path)
+
+
+def materialize(backbone) -> Backbone:
+    return backbone.get() if isinstance(backbone, LazyBackbone) else backbone

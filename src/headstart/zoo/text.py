@@ -42,6 +42,26 @@ class HFTextBackbone(Backbone):
             )
         )
 
+    def token_ids(self, texts: list[str]) -> list[list[int]]:
+        """Token ids per text, truncated at max_length, unpadded."""
+        if self.tokenizer is None:
+            self.tokenize([])  # raises the missing-tokenizer error
+        encoded = self.tokenizer(
+            list(texts), truncation=True, max_length=self.preprocess.max_length, padding=False
+        )
+        return encoded["input_ids"]
+
+    def pad(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
+        """Right-padded input_ids and attention_mask for a batch of token-id lists."""
+        longest = max(len(row) for row in ids)
+        pad_id = self.tokenizer.pad_token_id or 0
+        input_ids = torch.full((len(ids), longest), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), longest), dtype=torch.long)
+        for row, tokens in enumerate(ids):
+            input_ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+            mask[row, : len(tokens)] = 1
+        return {"input_ids": input_ids, "attention_mask": mask}
+
     def count_truncated(self, texts: list[str]) -> int:
         """How many texts are longer than max_length tokens (they get cut)."""
         limit = self.preprocess.max_length

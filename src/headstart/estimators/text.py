@@ -1,0 +1,65 @@
+"""TextClassifier: a pre-trained text encoder with a new head for the user's labels."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from .base import TransferEstimator
+
+
+class TextClassifier(TransferEstimator):
+    """Text classification, multi-label or regression by transfer from a pre-trained encoder.
+
+    The default encoder is the bundled minilm_l6. Data is a CSV, TSV or JSON Lines table (columns
+    `text` or `sentence`, and `label`; others with text_col= and label_col=), a Source, or a list
+    of strings with y= labels. Texts longer than the encoder's max_length tokens are truncated;
+    fit_info_["truncated_rows"] counts them. strategy="tfidf" is the no-backbone control.
+
+    >>> clf = TextClassifier(strategy="linear-probe").fit("train.csv")
+    >>> clf.predict(["a delight from start to finish", "two hours I will never get back"])
+    """
+
+    modality = "text"
+
+    def _fit_extras(self, train_emb, val_emb) -> dict:
+        if self.backbone_ is None:  # a classic strategy (tfidf) reads every word of every text
+            return {}
+        items = train_emb.items + (val_emb.items if val_emb is not None else [])
+        limit = self.backbone_.preprocess.max_length
+        count = count_truncated(_tokenizer(self.backbone_), [i.text for i in items], limit)
+        if count and self.verbose:
+            print(
+                f"truncated: {count} of {len(items)} texts are longer than {limit} tokens; "
+                f"{self.backbone_.name} reads only their first {limit}",
+                file=sys.stderr,
+            )
+        return {"truncated_rows": count, "max_length": limit}
+
+
+def _tokenizer(backbone):
+    """The backbone's tokenizer, without building the network when it is not built yet."""
+    from ..zoo.entry import LazyBackbone
+    from ..zoo.text import load_tokenizer
+
+    built = backbone._built if isinstance(backbone, LazyBackbone) else backbone
+    if built is not None:
+        return getattr(built, "tokenizer", None)
+    return load_tokenizer(backbone.preprocess.tokenizer, backbone.cfg.weights.kind)
+
+
+def count_truncated(tokenizer, texts: Sequence[str], max_length: int) -> int:
+    """How many texts have more than max_length tokens, special tokens included.
+
+    No tokenizer produces more than two tokens per UTF-8 byte (byte-level BPE: one; SentencePiece:
+    a word-start marker plus a piece), plus a few special tokens, so shorter texts are not
+    tokenised at all."""
+    if tokenizer is None:
+        return 0
+    suspects = [t for t in texts if 2 * len(t.encode("utf-8")) + 4 > max_length]
+    if not suspects:
+        return 0
+    lengths = tokenizer(
+        suspects, add_special_tokens=True, return_length=True, truncation=False, verbose=False
+    )["length"]
+    return sum(int(n) > max_length for n in lengths)

@@ -1,0 +1,261 @@
+"""Contrastive fine-tuning, SetFit-style: tune the encoder on pairs, then a linear probe on top.
+
+Pairs of training texts with the same label (target cosine 1) and with different labels (target
+0) are drawn with a seed: `iterations` positive and `iterations` negative pairs per example, as
+SetFit does, but never more than `max_pairs` in all, so time and memory stay flat however large
+the data. The whole encoder trains on them for one epoch (AdamW, lr 2e-5, batch 16, linear
+warm-up then decay) with the cosine-similarity loss on its pooled (normalised) embeddings; then
+the training texts are embedded with the tuned encoder and a linear probe is fitted on them, as
+for linear-probe. The tuned encoder is saved like any trained backbone.
+
+    TextClassifier("minilm_l6", strategy="contrastive:iterations=20,max_pairs=20000").fit(...)
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import HeadstartError
+from ..zoo.backbone import Backbone
+from .base import Strategy
+from .lora import check_text
+
+IMAGE_HINT = "Contrastive tuning applies to text transformers; for images use freeze-unfreeze."
+
+
+class Contrastive(Strategy):
+    name = "contrastive"
+    summary = "SetFit: tune the encoder on same/different-label pairs, then a linear probe"
+    modalities = ("text",)
+    modality_hint = IMAGE_HINT
+    default_lr = 2e-5
+    options: ClassVar[dict[str, type]] = {
+        "iterations": int,
+        "max_pairs": int,
+        "epochs": int,
+        "batch": int,
+        "warmup": float,
+    }
+    aliases: ClassVar[dict[str, str]] = {
+        "num_iterations": "iterations",
+        "pairs": "max_pairs",
+        "batch_size": "batch",
+    }
+    example = "contrastive:iterations=20,max_pairs=20000,epochs=1,batch=16"
+
+    def __init__(
+        self,
+        lr: float | None = None,
+        lr_decay: float | None = None,
+        *,
+        iterations: int = 20,
+        max_pairs: int = 20_000,
+        epochs: int = 1,
+        batch: int = 16,
+        warmup: float = 0.1,
+    ):
+        super().__init__(lr, lr_decay)
+        if iterations < 1 or max_pairs < 2 or epochs < 1 or batch < 1 or not 0 <= warmup < 1:
+            raise HeadstartError(
+                "contrastive needs iterations >= 1, max_pairs >= 2, epochs >= 1, batch >= 1 and "
+                f"0 <= warmup < 1; got iterations={iterations}, max_pairs={max_pairs}, "
+                f"epochs={epochs}, batch={batch}, warmup={warmup}."
+            )
+        self.iterations, self.max_pairs, self.epochs = iterations, max_pairs, epochs
+        self.batch, self.warmup = batch, warmup
+        self.info_: dict = {}
+
+    def describe(self) -> dict:
+        return {
+            **super().describe(),
+            "iterations": self.iterations,
+            "max_pairs": self.max_pairs,
+            "epochs": self.epochs,
+            "batch": self.batch,
+            "warmup": self.warmup,
+        }
+
+    def fit_info(self) -> dict:
+        return dict(self.info_)
+
+    # -- the estimator's hook ---------------------------------------------------------------
+
+    def adapt(self, est, backbone: Backbone, head: nn.Module, train, val, cfg):
+        """Tune `backbone` on pairs, then fit a linear probe on its new embeddings; the `head`
+        given is not used. Returns (backbone, head, history)."""
+        from ..data.sources import Source
+        from ..features.extract import Extractor
+        from .frozen import LinearProbe
+
+        check_text(backbone, self.name)
+        if est.task_.kind != "classification":
+            raise HeadstartError(
+                f"contrastive needs single-label classification (pairs share a label or not); "
+                f"this task is {est.task_.kind}. Use fine-tune or linear-probe."
+            )
+        labels = np.asarray(train.targets, dtype=np.int64)
+        started = time.perf_counter()
+        pairs = make_pairs(labels, self.iterations, self.max_pairs, cfg.seed)
+        if not (pairs[:, 2] == 0).any():
+            raise HeadstartError("contrastive needs at least two classes in the training data.")
+        losses = self.tune(backbone, [item.text for item in train.items], pairs, est, cfg)
+        tuned = time.perf_counter() - started
+        backbone.weight_id = "tuned-contrastive"  # never read or write the embedding cache
+        source = Source("text", list(train.items), origin="training data")
+        extractor = Extractor(
+            backbone, precision=est.precision, device=est.device, workers=0, cache=None
+        )
+        features = extractor.run(source).features
+        backbone.cpu()
+        head, probe = LinearProbe().fit_head(features, labels, est.task_, cfg.seed)
+        self.info_ = {
+            "pairs": len(pairs),
+            "positive_pairs": int(pairs[:, 2].sum()),
+            "tune_seconds": tuned,
+            "probe": probe,
+        }
+        history = [
+            {
+                "epoch": epoch + 1,
+                "train_loss": loss,
+                "pairs": len(pairs),
+                "seconds": tuned / len(losses),
+            }
+            for epoch, loss in enumerate(losses)
+        ]
+        return backbone.eval(), head, history
+
+    def tune(self, backbone: Backbone, texts: list[str], pairs: np.ndarray, est, cfg) -> list:
+        """Train every encoder weight on the pairs (cosine-similarity loss); mean loss per epoch."""
+        from ..features.speed import resolve_device
+
+        device = resolve_device(cfg.device)
+        bf16 = cfg.precision == "bf16" and device.type == "cuda"
+        ids = backbone.token_ids(texts)
+        torch.manual_seed(cfg.seed)
+        generator = np.random.default_rng(cfg.seed)
+        flags = [p.requires_grad for p in backbone.parameters()]
+        for param in backbone.parameters():
+            param.requires_grad_(True)
+        backbone.to(device).train()
+        optimizer = torch.optim.AdamW(backbone.parameters(), lr=self.lr, weight_decay=0.01)
+        steps_per_epoch = math.ceil(len(pairs) / self.batch)
+        total = steps_per_epoch * self.epochs
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup(total, self.warmup))
+        losses = []
+        try:
+            with _progress(est, total) as advance:
+                for _ in range(self.epochs):
+                    order = pairs[generator.permutation(len(pairs))]
+                    loss_sum = 0.0
+                    for start in range(0, len(order), self.batch):
+                        chunk = order[start : start + self.batch]
+                        left = [ids[i] for i in chunk[:, 0]]
+                        right = [ids[i] for i in chunk[:, 1]]
+                        batch = {k: v.to(device) for k, v in backbone.pad(left + right).items()}
+                        target = torch.from_numpy(chunk[:, 2]).float().to(device)
+                        with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+                            embedded = backbone.forward_features(batch).float()
+                        u, v = embedded[: len(chunk)], embedded[len(chunk) :]
+                        loss = nn.functional.mse_loss(
+                            nn.functional.cosine_similarity(u, v, dim=-1), target
+                        )
+                        optimizer.zero_grad(set_to_none=True)
+                        loss.backward()
+                        optimizer.step()
+                        schedule.step()
+                        loss_sum += float(loss.detach()) * len(chunk)
+                        advance(1)
+                    losses.append(loss_sum / len(order))
+        finally:
+            backbone.cpu().eval()
+            for param, flag in zip(backbone.parameters(), flags, strict=True):
+                param.requires_grad_(flag)
+        return losses
+
+
+def make_pairs(labels: np.ndarray, per_example: int, max_pairs: int, seed: int) -> np.ndarray:
+    """(P, 3) int64 rows (i, j, same_label): as many positive as negative pairs, `per_example` of
+    each per example, at most `max_pairs` in all (the anchors are then a seeded sample, each used
+    as evenly as possible). Positive partners never are the anchor itself unless its class has a
+    single example; with one class only there are no negative pairs."""
+    labels = np.asarray(labels)
+    n = len(labels)
+    if n < 2:
+        raise HeadstartError("contrastive needs at least two training examples.")
+    rng = np.random.default_rng(seed)
+    per_kind = max(1, min(per_example * n, max_pairs // 2))
+    rounds = math.ceil(per_kind / n)
+    anchors = np.concatenate([rng.permutation(n) for _ in range(rounds)])[:per_kind]
+    order = np.argsort(labels, kind="stable")  # indices grouped by class
+    classes, starts, counts = np.unique(labels[order], return_index=True, return_counts=True)
+    klass = np.searchsorted(classes, labels[anchors])  # class index per anchor
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)  # position of each example within `order`
+    start, count = starts[klass], counts[klass]
+    # positive: another member of the anchor's class (itself only if it is alone there)
+    offset = rng.integers(0, np.maximum(count - 1, 1))
+    own = rank[anchors] - start
+    offset = np.where((count > 1) & (offset >= own), offset + 1, offset)
+    positive = order[start + offset]
+    rows = [np.stack([anchors, positive, np.ones(per_kind, dtype=np.int64)], axis=1)]
+    # negative: any example outside the anchor's class
+    others = n - count
+    if (others > 0).all():
+        pick = rng.integers(0, others)
+        pick = np.where(pick >= start, pick + count, pick)
+        negative = order[pick]
+        rows.append(np.stack([anchors, negative, np.zeros(per_kind, dtype=np.int64)], axis=1))
+    pairs = np.concatenate(rows).astype(np.int64)
+    return pairs[rng.permutation(len(pairs))]
+
+
+def linear_warmup(total: int, warmup_fraction: float):
+    """Learning-rate multiplier: linear warm-up, then linear decay to 0 (SetFit's schedule)."""
+    warm = int(round(warmup_fraction * total))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return max(0.0, (total - step) / max(1, total - warm))
+
+    return factor
+
+
+class _progress:
+    """advance(k) callback; a rich bar only when stderr is a terminal and the estimator talks."""
+
+    def __init__(self, est, total: int):
+        self.est, self.total, self.bar = est, total, None
+
+    def __enter__(self):
+        import os
+
+        if not (self.est.verbose and sys.stderr.isatty()) or os.environ.get(
+            "HEADSTART_NO_PROGRESS"
+        ):
+            return lambda k: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        self.bar = Progress(
+            "contrastive pairs",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+        )
+        self.bar.start()
+        task = self.bar.add_task("tune", total=self.total)
+        return lambda k: self.bar.advance(task, k)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+        return False
