@@ -195,6 +195,9 @@ def test_lora_trains_only_adapters_and_head(tiny_bert, tmp_path):
     info = clf.fit_info_
     assert info["adapter_params"] == sum(v.numel() for v in adapters.values())
     assert info["adapter_bytes"] == 4 * info["adapter_params"]
+    loaded = TextClassifier.load(clf.save(tmp_path / "run"))  # unmerged adapters reload too
+    assert any("lora_" in k for k in loaded.backbone_.model.state_dict())
+    np.testing.assert_array_equal(loaded.predict_proba(texts[:8]), clf.predict_proba(texts[:8]))
 
 
 def test_lora_run_holds_adapters_only_and_reloads_identically(tiny_bert, tmp_path):

@@ -15,6 +15,8 @@ ESTIMATORS = {"image": "ImageClassifier", "text": "TextClassifier"}
 TASK_HELP = "auto, classification, multilabel, regression."
 TEXT_COL_HELP = "Text column of a table (default: text, else sentence)."
 LABEL_COL_HELP = "Label column of a table (default: label)."
+RUN_TEXT_COL = "Text column of a table (default: the run's, from fit)."
+RUN_LABEL_COL = "Label column of a table (default: the run's, from fit)."
 
 
 def _estimator_for(modality: str):
@@ -104,8 +106,8 @@ def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by fit.")],
     data: Annotated[Path, typer.Argument(help="Labelled data to evaluate on.")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
-    text_col: Annotated[str | None, typer.Option(help=TEXT_COL_HELP + " As in fit.")] = None,
-    label_col: Annotated[str | None, typer.Option(help=LABEL_COL_HELP + " As in fit.")] = None,
+    text_col: Annotated[str | None, typer.Option(help=RUN_TEXT_COL)] = None,
+    label_col: Annotated[str | None, typer.Option(help=RUN_LABEL_COL)] = None,
     task: Annotated[str | None, typer.Option(help="Check the run's task: " + TASK_HELP)] = None,
 ) -> None:
     """Metrics of a fitted run on labelled DATA; writes a confusion matrix next to the run."""
@@ -147,7 +149,7 @@ def predict(
         typer.Option("--text", help="A text to classify (text runs; repeatable)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
-    text_col: Annotated[str | None, typer.Option(help=TEXT_COL_HELP + " As in fit.")] = None,
+    text_col: Annotated[str | None, typer.Option(help=RUN_TEXT_COL)] = None,
     task: Annotated[str | None, typer.Option(help="Check the run's task: " + TASK_HELP)] = None,
 ) -> None:
     """Label and probability for each input; an unreadable input gets an error entry."""

@@ -114,7 +114,7 @@ class TransferEstimator:
     def fit(self, train, val=None, y=None) -> TransferEstimator:
         started = time.perf_counter()
         self._check_values()
-        train_src, val_src = self._split(self._as_source(train, y), val)
+        train_src, val_src = self._split(self._as_source(train, y, one_text=False), val)
         self.task_ = Task.from_labels([i.label for i in train_src.items], self.task)
         if val_src is not None:
             self.task_.targets([i.label for i in val_src.items])  # unseen labels fail now
@@ -191,14 +191,19 @@ class TransferEstimator:
         if self.epochs < 1:
             raise HeadstartError(f"epochs must be at least 1; got {self.epochs}.")
 
-    def _as_source(self, data, y=None) -> Source:
+    def _as_source(self, data, y=None, labels: bool = True, one_text: bool = True) -> Source:
+        """one_text: a str given to a text estimator may be one text (predict), not only a path
+        (fit, where a single text makes no training set)."""
         if isinstance(data, Source):
             return self._check_modality(data)
-        if isinstance(data, str | Path) and y is None and not _is_text(data, self.modality):
+        text = one_text and _is_text(data, self.modality)
+        if isinstance(data, str | Path) and y is None and not text:
             path = Path(data)
             if self.modality == "image" and path.is_file() and is_image_path(path):
                 return source_from_paths([path])
-            found = read_source(path, text_col=self.text_col, label_col=self.label_col)
+            found = read_source(
+                path, text_col=self.text_col, label_col=self.label_col, labels=labels
+            )
             return self._check_modality(found)
         values = [data] if isinstance(data, str | Path) else list(data)
         if self.modality == "text":
@@ -224,7 +229,8 @@ class TransferEstimator:
             )
         if val is not None:
             pair = isinstance(val, tuple) and len(val) == 2 and not isinstance(val[0], str | Path)
-            val_src = self._as_source(*val) if pair else self._as_source(val)  # (texts, labels)
+            # a path, a Source, or an (items, labels) pair
+            val_src = self._as_source(*val) if pair else self._as_source(val, one_text=False)
             self._say_skips(val_src.skipped, "validation data")
             _check_usable(val_src, "Validation data")
             if any(i.label is None for i in val_src.items):
@@ -288,17 +294,14 @@ class TransferEstimator:
         strategy = get_strategy(self.strategy, lr=self.lr, lr_decay=self.lr_decay)
         train_emb = _unembedded(train_src)
         val_emb = _unembedded(val_src) if val_src is not None else None
-        for emb, where in ((train_emb, "training data"), (val_emb, "validation data")):
-            if emb is not None and not emb.items:
-                raise HeadstartError(f"No usable items in the {where}.")
         self.skipped_ = train_emb.skipped + (val_emb.skipped if val_emb else [])
         self.backbone_, self.pretrained_weight_id_, self.backbone_trained_ = None, None, False
         self.strategy_, self.history_ = strategy, []
         targets = self.task_.targets([i.label for i in train_emb.items])
-        self.head_, info = strategy.fit_model(
+        self.head_, _ = strategy.fit_model(  # what it measured comes with strategy.fit_info()
             [i.text for i in train_emb.items], targets, self.task_, self.seed
         )
-        return strategy, train_emb, val_emb, info
+        return strategy, train_emb, val_emb, {}
 
     def _fit_extras(self, train_emb, val_emb) -> dict:
         """Modality-specific facts for fit_info_ (text: truncated rows)."""
@@ -371,10 +374,12 @@ class TransferEstimator:
                 logits = self.head_(torch.from_numpy(embeddings.features))
             return self.task_.probabilities(logits).numpy()
 
-    def transform(self, data):
-        """Features of `data` as the fitted model sees them (Embeddings with items, skipped)."""
+    def transform(self, data, *, labels: bool = True):
+        """Features of `data` as the fitted model sees them (Embeddings with items, skipped).
+
+        labels=False ignores a table's label column, so a row without a label is still used."""
         self._check_fitted()
-        source = self._as_source(data)
+        source = self._as_source(data, labels=labels)
         if getattr(self.strategy_, "classic", False):  # reads the items themselves
             return _unembedded(source)
         extractor = Extractor(
@@ -388,7 +393,7 @@ class TransferEstimator:
 
     def predict_proba(self, data) -> np.ndarray:
         """One row per input; an input that cannot be used is an error, not a missing row."""
-        embeddings = self.transform(data)
+        embeddings = self.transform(data, labels=False)
         if embeddings.skipped:
             first = embeddings.skipped[0]
             raise HeadstartError(
@@ -480,13 +485,13 @@ def _is_classic(strategy: str) -> bool:
 
 
 def _is_text(data, modality: str) -> bool:
-    """A str given to a text estimator is a text unless it names a file or looks like a table."""
+    """A str given to a text estimator is a text unless it names a path or looks like a table."""
     if modality != "text" or not isinstance(data, str):
         return False
     from ..data.sources import TABLE_SUFFIXES
 
     looks_like_table = data.lower().endswith(TABLE_SUFFIXES) and not any(c.isspace() for c in data)
-    return not looks_like_table and not Path(data).is_file()
+    return not looks_like_table and not Path(data).exists()
 
 
 def _unembedded(source: Source):

@@ -32,6 +32,10 @@ def write_artifacts(est, run_dir: Path) -> None:
     if est.val_items_ and est.val_outputs_ is not None:
         targets = est.task_.targets([i.label for i in est.val_items_])
         worst = worst_examples(est.task_, [i.id for i in est.val_items_], targets, est.val_outputs_)
+        texts = {i.id: i.text for i in est.val_items_ if i.text is not None}
+        for row in worst:  # a row number alone says little about a text
+            if row["id"] in texts:
+                row["text"] = _excerpt(texts[row["id"]])
     write_report(
         run_dir / "report.md",
         title=f"headstart run: {type(est).__name__}",
@@ -61,3 +65,8 @@ def summary(est) -> dict:
     if "val_accuracy" in probe:
         out["linear-probe validation accuracy"] = round(probe["val_accuracy"], 4)
     return out
+
+
+def _excerpt(text: str, limit: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

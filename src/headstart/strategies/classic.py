@@ -73,7 +73,11 @@ class TfidfLogistic(Strategy):
             weight, bias, info = _logistic(x, targets, task.out_dim, seed)
         model.weight = np.asarray(weight, dtype=np.float64)
         model.bias = np.asarray(bias, dtype=np.float64)
-        return model, {**info, "terms": len(terms)}
+        self.info = {**info, "terms": len(terms)}
+        return model, self.info
+
+    def fit_info(self) -> dict:
+        return {"tfidf": getattr(self, "info", {})}
 
     def load_model(self, spec: dict, state: dict, run_dir: Path) -> TfidfModel:
         return TfidfModel.load(spec, state, Path(run_dir))

@@ -147,7 +147,13 @@ class LoRA(Strategy):
                 f"({len(missing)} missing, {len(extra)} unexpected: "
                 f"{', '.join((missing or extra)[:3])}). Re-run fit."
             )
-        backbone.model.load_state_dict(adapters, strict=False)
+        try:
+            backbone.model.load_state_dict(adapters, strict=False)
+        except RuntimeError as exc:  # shapes: the run's tensors and options disagree
+            raise HeadstartError(
+                f"The saved LoRA adapters do not fit the saved options (r={self.r}): "
+                f"{str(exc).splitlines()[-1].strip()} Re-run fit."
+            ) from None
         self.adapter_state_ = adapter_state(backbone.model)
         if self.merge:
             merge_adapters(backbone.model)
