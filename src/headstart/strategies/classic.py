@@ -48,7 +48,7 @@ class TfidfLogistic(Strategy):
     ) -> tuple[TfidfModel, dict]:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
-        from .frozen import _logistic, _per_label_logistic, _ridge
+        from .frozen import fit_linear
 
         vectorizer = TfidfVectorizer(
             **{**OPTIONS, "ngram_range": tuple(OPTIONS["ngram_range"])}, dtype=np.float64
@@ -65,12 +65,7 @@ class TfidfLogistic(Strategy):
             terms[index] = term
         model = TfidfModel(terms, vectorizer.idf_, np.zeros((0,)), np.zeros((0,)), dict(OPTIONS))
         x = model.features(texts)
-        if task.kind == "regression":
-            weight, bias, info = _ridge(x, targets)
-        elif task.kind == "multilabel":
-            weight, bias, info = _per_label_logistic(x, targets, seed)
-        else:
-            weight, bias, info = _logistic(x, targets, task.out_dim, seed)
+        weight, bias, info = fit_linear(x, targets, task, seed)
         model.weight = np.asarray(weight, dtype=np.float64)
         model.bias = np.asarray(bias, dtype=np.float64)
         self.info = {**info, "terms": len(terms)}

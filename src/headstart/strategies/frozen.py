@@ -27,17 +27,21 @@ class LinearProbe(Strategy):
         head = Head(features.shape[1], task.out_dim)
         head.fit_normaliser(torch.from_numpy(features))
         x = ((torch.from_numpy(features) - head.shift) / head.scale).numpy()
-        if task.kind == "regression":
-            weight, bias, info = _ridge(x, targets)
-        elif task.kind == "multilabel":
-            weight, bias, info = _per_label_logistic(x, targets, seed)
-        else:
-            weight, bias, info = _logistic(x, targets, task.out_dim, seed)
+        weight, bias, info = fit_linear(x, targets, task, seed)
         linear = head.net[-1]
         with torch.no_grad():
             linear.weight.copy_(torch.from_numpy(weight).float())
             linear.bias.copy_(torch.from_numpy(bias).float())
         return head, info
+
+
+def fit_linear(x: np.ndarray, targets: np.ndarray, task: Task, seed: int):
+    """(weight, bias, info) of a regularised linear model for the task, tuned by CV."""
+    if task.kind == "regression":
+        return _ridge(x, targets)
+    if task.kind == "multilabel":
+        return _per_label_logistic(x, targets, seed)
+    return _logistic(x, targets, task.out_dim, seed)
 
 
 def _logistic(x, y, n_classes, seed):
