@@ -120,17 +120,10 @@ def evaluate(
     from ..runs.store import write_json
 
     write_json(target / "metrics.json", metrics)
-    if "confusion_matrix" in metrics:
-        import numpy as np
+    from ..runs.artifacts import write_confusion
 
-        from ..report.plots import confusion_matrix_png
-
-        confusion_matrix_png(
-            np.array(metrics["confusion_matrix"]),
-            est.task_.classes,
-            target / "confusion_matrix.png",
-            title=f"Confusion matrix on {Path(data).name} ({metrics['n']})",
-        )
+    title = f"Confusion matrix on {Path(data).name} ({metrics['n']})"
+    write_confusion(est, metrics, target / "confusion_matrix.png", title)
     if as_json:
         out.print_json(json.dumps(metrics))
     else:

@@ -9,17 +9,12 @@ import numpy as np
 
 def write_artifacts(est, run_dir: Path) -> None:
     from ..report.markdown import worst_examples, write_report
-    from ..report.plots import confusion_matrix_png, curves_png
+    from ..report.plots import curves_png
 
     images = []
     metrics = est.metrics_
-    if "confusion_matrix" in metrics:
-        confusion_matrix_png(
-            np.array(metrics["confusion_matrix"]),
-            est.task_.classes,
-            run_dir / "confusion_matrix.png",
-            title=f"Validation confusion matrix ({metrics['n']})",
-        )
+    title = f"Validation confusion matrix ({metrics.get('n')})"
+    if write_confusion(est, metrics, run_dir / "confusion_matrix.png", title):
         images.append("confusion_matrix.png")
     if est.history_:
         curves_png(
@@ -70,3 +65,15 @@ def summary(est) -> dict:
 def _excerpt(text: str, limit: int = 120) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def write_confusion(est, metrics: dict, path: Path, title: str) -> bool:
+    """The confusion-matrix PNG when the metrics have one (classification); True if written."""
+    if "confusion_matrix" not in metrics:
+        return False
+    from ..report.plots import confusion_matrix_png
+
+    confusion_matrix_png(
+        np.array(metrics["confusion_matrix"]), est.task_.classes, path, title=title
+    )
+    return True
