@@ -86,6 +86,22 @@ def _decode(dim: int, dtype: str, blob: bytes) -> np.ndarray | None:
     return vec
 
 
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL, retrying: SQLite does not apply the busy timeout to this pragma, so two
+    processes opening a brand-new cache at the same moment would otherwise fail with 'locked'."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    delay = 0.01
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
 class EmbeddingCache:
     """One connection to the embedding database; safe to share between threads of one process."""
 
@@ -116,7 +132,7 @@ class EmbeddingCache:
                 self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("BEGIN IMMEDIATE")
             for statement in SCHEMA:
