@@ -43,7 +43,7 @@ def fit(
         str,
         typer.Option(
             help="linear-probe, mlp-head, fine-tune, freeze-unfreeze, gradual, from-scratch, "
-            "tfidf (texts: no backbone, the control), auto."
+            "tfidf (texts) or pixels (images): no backbone, the control; auto."
         ),
     ] = "auto",
     epochs: Annotated[int, typer.Option(min=1)] = 5,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 FEW_PER_CLASS = 20
 PROBE_GOOD_ENOUGH = 0.97
 TEXT_FINE_TUNE_ROWS = 1000  # labelled texts from which fine-tuning the encoder on a GPU pays
@@ -13,8 +15,12 @@ def choose_strategy(
     probe_cv_accuracy: float | None,
     device_type: str,
     modality: str = "image",
+    layer_scan: Callable[[], dict | None] | None = None,
 ) -> tuple[str, str]:
-    """(strategy, reason in one sentence)."""
+    """(strategy, reason in one sentence).
+
+    layer_scan, when given, is called only where the backbone is to be trained; its advice
+    (select.layers.recommend_unfreeze) says how many groups from the top to train."""
     if task_kind != "classification":
         return (
             "linear-probe",
@@ -41,7 +47,14 @@ def choose_strategy(
     if device_type == "cpu" and sum(counts.values()) > 5000:
         return "linear-probe", "large data on a CPU: fine-tuning would take hours; probe first"
     probe = f"{probe_cv_accuracy:.3f}" if probe_cv_accuracy is not None else "unknown"
-    return "freeze-unfreeze", (
+    reason = (
         f"{smallest}+ labels per class and a probe accuracy of {probe} leave room to adapt the "
         "backbone: head first, then all layers with small rates"
+    )
+    advice = layer_scan() if layer_scan is not None else None
+    if not advice or advice["unfreeze"] >= advice["groups"]:
+        return "freeze-unfreeze", reason + (f"; layer scan: {advice['reason']}" if advice else "")
+    return f"freeze-unfreeze:groups={advice['unfreeze']}", (
+        f"{reason.replace('then all layers', 'then the top groups')}; layer scan: "
+        f"{advice['reason']}"
     )

@@ -26,6 +26,8 @@ from ..strategies.base import check_strategy
 from ..zoo.entry import materialize
 from .auto import choose_strategy
 
+LAYER_SCAN_MAX_ITEMS = 2000  # above this, the extra pass over the data is no longer cheap
+
 
 class NotFittedError(HeadstartError):
     pass
@@ -119,10 +121,11 @@ class TransferEstimator:
         if val_src is not None:
             self.task_.targets([i.label for i in val_src.items])  # unseen labels fail now
         self.strategy_name_, self.strategy_reason_ = self.strategy, ""
+        self.model_selection_ = None
         if _is_classic(self.strategy):  # tfidf: its own features and model, no backbone
             strategy, train_emb, val_emb, probe_info = self._fit_classic(train_src, val_src)
             return self._finish_fit(strategy, train_emb, val_emb, probe_info, started)
-        self.backbone_ = load_backbone(self.model, self.modality, self.weights)
+        self.backbone_ = load_backbone(self._pick_model(train_src), self.modality, self.weights)
         self.pretrained_weight_id_ = self.backbone_.weight_id
         train_emb = self._embed(train_src, cached=True)
         val_emb = self._embed(val_src, cached=True) if val_src is not None else None
@@ -146,7 +149,7 @@ class TransferEstimator:
             elif strategy.pretrained:
                 head = self._new_head(train_emb.features)
             else:  # the control: same architecture, random weights, nothing from the probe
-                self.backbone_ = load_backbone_random(self.model, self.modality)
+                self.backbone_ = load_backbone_random(self.backbone_.name, self.modality)
                 self.pretrained_weight_id_ = self.backbone_.weight_id
                 head = self._new_head(None)
             self._train(strategy, head, train_emb, val_emb)
@@ -164,6 +167,8 @@ class TransferEstimator:
             "train_fingerprint": fingerprint(train_emb.items),
             "class_counts": _counts(train_emb.items),
             **strategy.fit_info(),  # e.g. lora: adapter_bytes; contrastive: pairs
+            **({"model_selection": self.model_selection_} if self.model_selection_ else {}),
+            **({"layer_scan": self.layer_scan_} if getattr(self, "layer_scan_", None) else {}),
             **extras,
         }
         self.thresholds_ = None
@@ -276,21 +281,71 @@ class TransferEstimator:
             info["val_accuracy"] = float((pred == val_t).mean())
         return head, info
 
+    def _pick_model(self, train_src: Source) -> str:
+        """`model="auto"`: rank the bundled backbones on the training split, take LogME's top."""
+        if self.model != "auto":
+            return self.model
+        if self.weights:
+            raise HeadstartError("--weights belongs to a named --model; it cannot go with auto.")
+        from ..select.rank import rank_models
+
+        say = (lambda line: print(f"rank: {line}", file=sys.stderr)) if self.verbose else None
+        extract = {"precision": self.precision, "device": self.device, "workers": self.workers}
+        ranking = rank_models(train_src, seed=self.seed, say=say, **extract)
+        top = ranking.top
+        self.model_selection_ = {
+            "chosen": top.candidate,
+            "reason": f"highest LogME ({top.logme:.4f}) of {len(ranking.rows) - 1} candidates",
+            "verdict": ranking.verdict,
+            "ranking": ranking.to_json(),
+        }
+        if self.verbose:
+            reason = self.model_selection_["reason"]
+            print(f"model auto -> {top.candidate}: {reason}", file=sys.stderr)
+            print(ranking.verdict, file=sys.stderr)
+        return top.candidate
+
     def _choose(self, train_emb, probe_info) -> None:
         device_type = resolve_device(self.device).type
+        self.layer_scan_ = None
         name, reason = choose_strategy(
             self.task_.kind,
             _counts(train_emb.items),
             probe_info.get("cv_accuracy"),
             device_type,
             modality=self.modality,
+            layer_scan=self._layer_scan(train_emb.items),
         )
         self.strategy_name_, self.strategy_reason_ = name, reason
         if self.verbose:
             print(f"strategy auto -> {name}: {reason}", file=sys.stderr)
 
+    def _layer_scan(self, items: list[Item]):
+        """Cut-layer advice for `auto`, where cheap: one more pass over few training items."""
+        if len(items) > LAYER_SCAN_MAX_ITEMS:
+            return None
+
+        def scan() -> dict:
+            from ..select.layers import rank_layers
+            from ..select.rank import Candidate
+
+            weights = Path(self.weights).expanduser() if self.weights else None
+            ranking = rank_layers(
+                Source(self.modality, items, origin="training data"),
+                Candidate(self.backbone_.name, weights),
+                seed=self.seed,
+                precision=self.precision,
+                device=self.device,
+                workers=self.workers,
+            )
+            layers = sorted((r for r in ranking.rows if r.kind == "layer"), key=lambda r: r.group)
+            self.layer_scan_ = {**ranking.extra, "logme": [round(r.logme, 5) for r in layers]}
+            return ranking.extra
+
+        return scan
+
     def _fit_classic(self, train_src: Source, val_src: Source | None):
-        """A strategy with its own features and model (the TF-IDF control): no backbone at all."""
+        """A strategy with its own features and model (tfidf, pixels): no backbone at all."""
         strategy = get_strategy(self.strategy, lr=self.lr, lr_decay=self.lr_decay)
         train_emb = _unembedded(train_src)
         val_emb = _unembedded(val_src) if val_src is not None else None
@@ -298,9 +353,9 @@ class TransferEstimator:
         self.backbone_, self.pretrained_weight_id_, self.backbone_trained_ = None, None, False
         self.strategy_, self.history_ = strategy, []
         targets = self.task_.targets([i.label for i in train_emb.items])
-        self.head_, _ = strategy.fit_model(  # what it measured comes with strategy.fit_info()
-            [i.text for i in train_emb.items], targets, self.task_, self.seed
-        )
+        inputs = [i.text if self.modality == "text" else i.path for i in train_emb.items]
+        # what it measured comes with strategy.fit_info()
+        self.head_, _ = strategy.fit_model(inputs, targets, self.task_, self.seed)
         return strategy, train_emb, val_emb, {}
 
     def _fit_extras(self, train_emb, val_emb) -> dict:

@@ -14,6 +14,7 @@ from .trainable import FineTune, FreezeUnfreeze, FromScratch, Gradual
 from .classic import TfidfLogistic
 from .contrastive import Contrastive
 from .lora import LoRA
+from .pixels import PixelsLogistic
 
 __all__ = [
     "STRATEGIES",
@@ -28,4 +29,5 @@ __all__ = [
     "LoRA",
     "Contrastive",
     "TfidfLogistic",
+    "PixelsLogistic",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..errors import HeadstartError
 from .base import Strategy
 
 
@@ -20,6 +21,20 @@ class FreezeUnfreeze(Strategy):
     head_first = True
     default_lr = 1e-4
     spread = 100.0  # the input group trains at lr / spread
+    options = {"groups": int}  # train only the top N groups (what `rank --layers` recommends)
+    example = "freeze-unfreeze:groups=2"
+
+    def __init__(self, lr=None, lr_decay=None, groups: int | None = None):
+        super().__init__(lr, lr_decay)
+        if groups is not None and groups < 1:
+            raise HeadstartError(f"Strategy option groups must be at least 1; got {groups}.")
+        self.groups = groups
+
+    def trainable_groups(self, epoch: int, count: int) -> int:
+        return min(count, self.groups or count)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "groups": self.groups}
 
     def group_rates(self, count: int) -> list[float]:
         if self.lr_decay:  # layer-wise decay: lr * decay ** (distance from the top)
@@ -36,7 +51,7 @@ class Gradual(FreezeUnfreeze):
     summary = "unfreeze one parameter group per epoch from the top (ULMFiT)"
 
     def trainable_groups(self, epoch: int, count: int) -> int:
-        return min(count, epoch + 1)
+        return min(count, epoch + 1, self.groups or count)
 
 
 class FromScratch(Strategy):

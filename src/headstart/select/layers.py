@@ -1,0 +1,201 @@
+"""Cut layers: score the pooled activations after each parameter group of one backbone.
+
+A tap wraps the backbone so that one forward pass returns, side by side, the pooled output of
+every group (input to output; the last one is the usual embedding). It runs through the ordinary
+Extractor, so decoding, batching, BatchNorm folding, bf16 and the cache all apply; its cache key
+differs from the plain backbone's, so the two never mix.
+
+Reading the profile: where transferability peaks below the top, the groups above the peak have
+specialised to the source task and should be retrained; where it peaks at the top, the
+pre-trained top already suits the data and only the top group needs adapting.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import torch
+from torch import nn
+
+from ..data.sources import Source
+from ..features.extract import Extractor
+from ..zoo.backbone import Backbone
+from .rank import Candidate, Ranking, finish, labels_of, no_transfer_row, prepare, score_features
+
+PEAK_TOLERANCE = 0.02  # share of the profile's range: a deeper cut this close to the best wins
+
+
+class LayerTap(nn.Module):
+    """forward(batch) -> pooled activations after every group, concatenated (input to output)."""
+
+    def __init__(self, backbone: Backbone):
+        super().__init__()
+        self.inner = backbone
+        groups = backbone.groups()
+        self.group_names = [g.name for g in groups]
+        self.taps = [_output_module(backbone.model, g.modules) for g in groups[:-1]]
+        self.name, self.modality = f"{backbone.name}:layers", backbone.modality
+        self.weight_id = backbone.weight_id
+        self.dims = self._dims()
+        self.cfg = replace(backbone.cfg, feature_dim=sum(self.dims))
+
+    @property
+    def preprocess(self):
+        return self.inner.preprocess
+
+    def forward(self, batch) -> torch.Tensor:
+        pooled, final = self._cuts(batch)
+        return torch.cat([*(p.to(final.dtype) for p in pooled), final], dim=1)
+
+    def _cuts(self, batch) -> tuple[list[torch.Tensor], torch.Tensor]:
+        # Looked up by name on every call: BatchNorm folding works on a copy whose norms are
+        # replaced, so modules captured at construction would not be the ones that run.
+        modules = dict(self.inner.model.named_modules())
+        seen: dict[str, torch.Tensor] = {}
+        handles = [modules[name].register_forward_hook(_keep(seen, name)) for name in self.taps]
+        try:
+            final = self.inner.forward_features(batch)
+        finally:
+            for handle in handles:
+                handle.remove()
+        mask = batch.get("attention_mask") if isinstance(batch, dict) else None
+        return [_pool(seen[name], mask) for name in self.taps], final
+
+    def _dims(self) -> list[int]:
+        if self.modality == "image":
+            side = self.inner.preprocess.input_size
+            batch = torch.zeros(1, 3, side, side)
+        else:
+            batch = self.inner.pad(self.inner.token_ids(["a short example"]))
+        with torch.inference_mode():
+            pooled, final = self._cuts(batch)
+        return [p.shape[1] for p in pooled] + [final.shape[1]]
+
+    # text extraction asks the backbone for these
+    def token_ids(self, texts):
+        return self.inner.token_ids(texts)
+
+    def pad(self, ids):
+        return self.inner.pad(ids)
+
+    def count_truncated(self, texts):
+        return self.inner.count_truncated(texts)
+
+
+class LayerExtractor(Extractor):
+    @property
+    def model_key(self) -> str:
+        import hashlib
+
+        base = super().model_key
+        names = ",".join(self.backbone.group_names)
+        return hashlib.sha256(f"{base}|layers|{names}".encode()).hexdigest()[:32]
+
+
+def _output_module(model: nn.Module, param_names: list[str]) -> str:
+    """The module whose output is the group's output.
+
+    The deepest module holding all of the group's parameters (a block, a transformer layer)
+    when there is one; otherwise (a stem made of a conv and a norm) the owner registered last,
+    which is the last to run in timm's and Hugging Face's models, whose modules are registered
+    in forward order.
+    """
+    owners = {name.rsplit(".", 1)[0] for name in param_names if "." in name}
+    parts = [owner.split(".") for owner in owners]
+    common = []
+    for level in zip(*parts, strict=False):
+        if len(set(level)) != 1:
+            break
+        common.append(level[0])
+    if common:
+        return ".".join(common)
+    order = [name for name, _ in model.named_modules()]
+    return max(owners, key=order.index)
+
+
+def _keep(seen: dict, name: str):
+    def hook(_module, _inputs, output):
+        seen[name] = output[0] if isinstance(output, tuple | list) else output
+
+    return hook
+
+
+def _pool(activation: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    if activation.dim() == 4:  # (B, C, H, W)
+        return activation.mean(dim=(2, 3))
+    if activation.dim() == 3:  # (B, T, H) token states
+        if mask is None:
+            return activation.mean(dim=1)
+        weights = mask.unsqueeze(-1).to(activation.dtype)
+        return (activation * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+    return activation.flatten(1)
+
+
+# ---- scoring -------------------------------------------------------------------------------
+
+
+def rank_layers(
+    source: Source,
+    candidate: Candidate,
+    *,
+    seed: int = 0,
+    max_items: int | None = None,
+    **extract,
+) -> Ranking:
+    """One row per cut (group), the no-transfer row, and how many groups to unfreeze."""
+    from .rank import MAX_ITEMS
+
+    source = prepare(source, MAX_ITEMS if max_items is None else max_items, seed)
+    start = time.perf_counter()
+    tap, emb = layer_features(source, candidate, **extract)
+    seconds = (time.perf_counter() - start) / len(tap.dims)
+    y = labels_of(emb.items)
+    rows, offset = [], 0
+    for index, (name, dim) in enumerate(zip(tap.group_names, tap.dims, strict=True)):
+        cut_start = time.perf_counter()
+        row = score_features(emb.features[:, offset : offset + dim], y, seed)
+        offset += dim
+        row.candidate, row.kind, row.group = f"{candidate.label}@{name}", "layer", index
+        row.about = f"pooled output of group {index} ({name}) of {len(tap.dims)}"
+        row.seconds = seconds + time.perf_counter() - cut_start
+        rows.append(row)
+    advice = recommend_unfreeze([r.logme for r in rows], tap.group_names)
+    ranking = finish([*rows, no_transfer_row(source, seed)], source, advice)
+    ranking.verdict += f" {advice['reason']}"
+    return ranking
+
+
+def layer_features(source: Source, candidate: Candidate, **extract):
+    from ..api.embed import load_backbone
+    from ..zoo import get_entry
+    from ..zoo.entry import materialize
+
+    if candidate.pretrained:
+        lazy = load_backbone(candidate.model, source.modality, candidate.weights)
+        backbone = materialize(lazy)  # the tap needs the network itself to hook into
+    else:
+        backbone = get_entry(candidate.model).build(pretrained=False)
+    tap = LayerTap(backbone)
+    extract = {k: v for k, v in extract.items() if v is not None}
+    return tap, LayerExtractor(tap, **extract).run(source)
+
+
+def recommend_unfreeze(profile: list[float], names: list[str]) -> dict:
+    """How many groups, from the top, to train: those above the transferability peak (>= 1)."""
+    count = len(profile)
+    best, worst = max(profile), min(profile)
+    near = best - PEAK_TOLERANCE * (best - worst)
+    peak = max(i for i, score in enumerate(profile) if score >= near)
+    unfreeze = max(1, count - 1 - peak)
+    if peak == count - 1:
+        reason = (
+            f"LogME peaks at the top group ({names[peak]}): the pre-trained top suits this data; "
+            f"unfreeze {unfreeze} group of {count} (the top)."
+        )
+    else:
+        reason = (
+            f"LogME peaks at group {peak} ({names[peak]}) of {count}: the {unfreeze} group(s) "
+            f"above it fit the source task better than this one; unfreeze {unfreeze} of {count}."
+        )
+    return {"peak_group": peak, "unfreeze": unfreeze, "groups": count, "reason": reason}
