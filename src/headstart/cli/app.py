@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from ..errors import HeadstartError
-from . import demo, train
+from . import demo, rank, train
 from .console import err, fail, out
 
 app = typer.Typer(
@@ -27,6 +27,7 @@ app.command()(train.fit)
 app.command()(train.evaluate)
 app.command()(train.predict)
 app.command()(demo.demo)
+app.command()(rank.rank)
 
 
 @app.command()

@@ -1,0 +1,106 @@
+"""`headstart rank`: which pre-trained model, which cut, whether transfer pays; before training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ..errors import HeadstartError
+from .console import err, out
+
+
+def rank(
+    data: Annotated[
+        Path, typer.Argument(help="Labelled class-folder tree, CSV with path and label, or texts.")
+    ],
+    models: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated candidates: zoo names, timm:<arch>, hf:<id>, random:<name> "
+            "(a random-init copy). Default: every bundled backbone for the data available offline."
+        ),
+    ] = "",
+    layers: Annotated[
+        bool, typer.Option("--layers", help="Score cuts after each parameter group of --model.")
+    ] = False,
+    model: Annotated[
+        str, typer.Option(help="The backbone for --layers and --weights (default: by modality).")
+    ] = "",
+    weights: Annotated[
+        Path | None, typer.Option(help="Local weights file for --model; added as a candidate.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list, best first.")] = False,
+    max_items: Annotated[
+        int, typer.Option(min=10, help="Score a stratified sample of at most this many items.")
+    ] = 2000,
+    seed: Annotated[int, typer.Option()] = 0,
+    text_col: Annotated[str | None, typer.Option(help="Text column of a table.")] = None,
+    label_col: Annotated[str | None, typer.Option(help="Label column of a table.")] = None,
+    precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    workers: Annotated[int | None, typer.Option(min=0, help="Decoding processes.")] = None,
+) -> None:
+    """Rank candidate backbones (or --layers cuts) on DATA by LogME, LEEP, H-score, NCE and a quick
+    cross-validated linear probe, against a no-transfer control; no training."""
+    from ..data.sources import read_source
+    from ..select.rank import Candidate, parse_candidates, rank_models
+
+    source = read_source(data, text_col=text_col, label_col=label_col)
+    extract = {"precision": precision, "device": device, "workers": workers}
+    say = None if as_json else (lambda line: err.print(line, markup=False))
+    if layers:
+        from ..api.embed import DEFAULT_MODEL
+        from ..select.layers import rank_layers
+
+        if models:
+            raise HeadstartError("--layers cuts one backbone: name it with --model, not --models.")
+        name = model or DEFAULT_MODEL.get(source.modality, "")
+        candidate = Candidate(name, weights.expanduser() if weights else None)
+        parse_candidates([name], source.modality)  # the same checks as for --models
+        ranking = rank_layers(source, candidate, seed=seed, max_items=max_items, **extract)
+    else:
+        candidates = parse_candidates(models, source.modality, model, weights)
+        ranking = rank_models(
+            source, candidates, seed=seed, max_items=max_items, say=say, **extract
+        )
+    if as_json:
+        out.print_json(json.dumps(ranking.to_json()))
+        return
+    # piped output is 80 columns by default: too narrow for eight columns of names and numbers
+    wide = out if out.is_terminal else Console(file=out.file, width=160, highlight=False)
+    wide.print(ranking_table(ranking))
+    out.print(ranking.verdict, markup=False)
+
+
+def ranking_table(ranking):
+    from rich.table import Table
+
+    title = (
+        f"{ranking.n_items} items, {len(ranking.classes)} classes; "
+        "LogME ranks, cv accuracy is a 3-fold logistic regression"
+    )
+    table = Table(title=title, title_justify="left")
+    for column in ("rank", "candidate", "logme", "leep", "h-score", "nce", "cv accuracy", "s"):
+        left = column == "candidate"
+        table.add_column(column, justify="left" if left else "right", no_wrap=left)
+    for index, row in enumerate(ranking.rows, start=1):
+        name = row.candidate if row.kind != "no-transfer" else f"no-transfer ({row.about})"
+        table.add_row(
+            str(index),
+            name,
+            _num(row.logme, 4),
+            _num(row.leep, 3),
+            _num(row.h_score, 2),
+            _num(row.nce, 3),
+            _num(row.cv_accuracy, 3),
+            f"{row.seconds:.1f}",
+        )
+    return table
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
