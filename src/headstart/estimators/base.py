@@ -149,6 +149,7 @@ class TransferEstimator:
             elif strategy.pretrained:
                 head = self._new_head(train_emb.features)
             else:  # the control: same architecture, random weights, nothing from the probe
+                torch.manual_seed(self.seed)  # the random init is part of what the seed fixes
                 self.backbone_ = load_backbone_random(self.backbone_.name, self.modality)
                 self.pretrained_weight_id_ = self.backbone_.weight_id
                 head = self._new_head(None)

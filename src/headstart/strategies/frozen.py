@@ -62,14 +62,15 @@ def _logistic(x, y, n_classes, seed):
 
 
 def _choose_c(x, y, seed) -> tuple[float, dict]:
-    """C with the best cross-validated log-loss; 1.0 when a class has a single example."""
+    """C with the best cross-validated log-loss; 1.0 when a class has a single example (info
+    says which)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_validate
 
     counts = np.bincount(y)
     folds = min(5, int(counts[counts > 0].min()))
-    if folds < 2:
-        return 1.0, {}
+    if folds < 2:  # one example of a class: nothing to hold out, so no CV; say so
+        return 1.0, {"C_chosen_by": "default: a class has a single example, no cross-validation"}
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
     scores, accuracy = {}, {}
     with warnings.catch_warnings():
