@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from ..errors import HeadstartError
-from . import demo, rank, train
+from . import compare, demo, rank, train
 from .console import err, fail, out
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app.add_typer(cache_app, name="cache")
 app.command()(train.fit)
 app.command()(train.evaluate)
 app.command()(train.predict)
+app.command()(compare.compare)
 app.command()(demo.demo)
 app.command()(rank.rank)
 
