@@ -34,7 +34,9 @@ Say = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Candidate:
-    """A backbone to score: a zoo name, optionally a local weights file, or a random-init copy."""
+    """A backbone to score: a zoo name, optionally a local weights file, or a random-init copy
+    (pretrained=False; its random weights may come from a file, so that it can be trained later
+    exactly as it was scored)."""
 
     model: str
     weights: Path | None = None
@@ -204,7 +206,7 @@ def embed_candidate(source: Source, cand: Candidate, **extract):
     from ..features.extract import Extractor
     from ..zoo import get_entry
 
-    if cand.pretrained:
+    if cand.pretrained or cand.weights:  # a random-init copy may come saved in a file
         backbone = load_backbone(cand.model, source.modality, cand.weights)
     else:
         backbone = get_entry(cand.model).build(pretrained=False)
