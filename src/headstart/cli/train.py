@@ -38,7 +38,10 @@ def fit(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")],
     val: Annotated[Path | None, typer.Option(help="Validation data (else a split).")] = None,
     val_fraction: Annotated[float, typer.Option(help="Validation share when no --val.")] = 0.2,
-    model: Annotated[str, typer.Option(help="Backbone (default: by modality).")] = "",
+    model: Annotated[
+        str,
+        typer.Option(help="Backbone (default: by modality); auto: rank the bundled ones first."),
+    ] = "",
     strategy: Annotated[
         str,
         typer.Option(
@@ -93,6 +96,9 @@ def fit(
         resume=resume,
     )
     est.fit(source, val=val)
+    if est.model_selection_:
+        chosen = est.model_selection_
+        err.print(f"model: {chosen['chosen']} (auto: {chosen['reason']})", markup=False)
     err.print(
         f"strategy: {est.strategy_name_}"
         + (f" ({est.strategy_reason_})" if est.strategy_reason_ else ""),
