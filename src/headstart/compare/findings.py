@@ -177,21 +177,20 @@ def _time_phrase(seconds: float, control_seconds: float) -> str:
 
 def _verdict(transfer: Summary, control: Summary) -> str:
     """An honest sentence unless transfer is clearly better (seed ranges apart)."""
-    name = _control_name(control)
     if transfer.seeds > 1 and control.seeds > 1 and transfer.low > control.high:
         return ""
     if transfer.mean > control.mean:
         if transfer.seeds == 1 or control.seeds == 1:
-            return f"One seed only: the lead over {name.removeprefix('from ')} is not tested."
+            return f"With one seed, the lead over {control.strategy} is untested."
         return (
-            f"The lead over {name.removeprefix('from ')} is within the spread over seeds "
+            f"Its lead over {control.strategy} is within the spread over seeds "
             f"({transfer.low:.2f}-{transfer.high:.2f} against {control.low:.2f}-"
             f"{control.high:.2f}), so it is not a clear win."
         )
+    ours, theirs = _pair(transfer.mean, control.mean)
     return (
-        f"Here transfer did not beat {name.removeprefix('from ')}: the best pre-trained "
-        f"strategy, {transfer.strategy}, scored {_pair(transfer.mean, control.mean)[0]}, "
-        f"no better than {_pair(transfer.mean, control.mean)[1]}."
+        f"Here transfer did not beat {control.strategy}: the best pre-trained strategy, "
+        f"{transfer.strategy}, scored {ours}, against {theirs}."
     )
 
 
@@ -208,12 +207,11 @@ def _labels_saved(summaries: dict, roles: dict, sizes: list, phrase: dict) -> st
             if size == largest:
                 return ""  # said in that size's sentence already
             return (
-                f"{best.strategy} with {phrase[size]} ({best.mean:.2f}) already matched from "
-                f"scratch with {phrase[largest]} "
-                f"({control.mean:.2f})."
+                f"With only {phrase[size]}, {best.strategy} ({best.mean:.2f}) already matched "
+                f"from-scratch with {phrase[largest]} ({control.mean:.2f})."
             )
     return (
-        f"No pre-trained strategy matched from scratch with {phrase[largest]} "
+        f"No pre-trained strategy matched from-scratch with {phrase[largest]} "
         f"({control.mean:.2f}) at any size measured."
     )
 

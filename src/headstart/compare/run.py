@@ -183,7 +183,7 @@ def _write_outputs(result, out_dir, grid, train, val_src, settings, data, val) -
     n_test = result.rows[0]["n_test"]
     where = Path(val).name if val is not None else "a held-out split"
     ylabel = f"accuracy on {where} (n={n_test})"
-    name = Path(data).name
+    name = "/".join(Path(data).resolve().parts[-2:])  # "hymenoptera_data/train", not "train"
     curve = learning_curve_png(
         summaries,
         grid.strategies,
