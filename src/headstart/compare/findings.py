@@ -144,6 +144,13 @@ def _size_sentence(summaries: dict, roles: dict, size, where: str) -> str:
         text += _time_phrase(transfer.seconds, scratch.seconds)
     text += "."
     verdicts = [_verdict(transfer, c) for c in controls]
+    untested = [
+        c.strategy
+        for c in controls
+        if transfer.mean > c.mean and (transfer.seeds == 1 or c.seeds == 1)
+    ]
+    if untested:  # one sentence for all of them
+        verdicts.append(f"With one seed, the lead over {' and '.join(untested)} is untested.")
     return " ".join([text, *[v for v in verdicts if v]])
 
 
@@ -181,7 +188,7 @@ def _verdict(transfer: Summary, control: Summary) -> str:
         return ""
     if transfer.mean > control.mean:
         if transfer.seeds == 1 or control.seeds == 1:
-            return f"With one seed, the lead over {control.strategy} is untested."
+            return ""  # said once for every control, by the caller
         return (
             f"Its lead over {control.strategy} is within the spread over seeds "
             f"({transfer.low:.2f}-{transfer.high:.2f} against {control.low:.2f}-"
