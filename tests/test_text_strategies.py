@@ -268,6 +268,20 @@ def test_pairs_are_labelled_right_and_bounded():
     assert len(make_pairs(many, 20, 500, 0)) == 500
 
 
+def test_default_pairs_are_every_unique_pair_balanced():
+    labels = np.array([0] * 16 + [1] * 16)
+    pairs = make_pairs(labels, per_example=None, max_pairs=20_000, seed=0)
+    # 2 x C(16, 2) = 240 positive and 16 x 16 = 256 negative unique pairs: positives oversampled
+    assert pairs.shape == (512, 3) and pairs[:, 2].sum() == 256
+    assert len({tuple(sorted(p)) for p in pairs[:, :2].tolist()}) == 496  # each one at least once
+    same = labels[pairs[:, 0]] == labels[pairs[:, 1]]
+    assert np.array_equal(same, pairs[:, 2] == 1) and (pairs[:, 0] != pairs[:, 1]).all()
+    assert len(make_pairs(labels, None, 100, 0)) == 100
+    many = np.random.default_rng(1).integers(0, 2, 2_000)  # ~2 million unique pairs
+    assert len(make_pairs(many, None, 20_000, 0)) == 20_000
+    assert len(make_pairs(np.array([0, 1, 2]), None, 20_000, 0)) == 12  # no positive pair
+
+
 def test_contrastive_tunes_the_encoder_and_round_trips(tiny_bert, tmp_path):
     texts, labels = toy_texts(30, 0)
     before = pretrained_state(tiny_bert)

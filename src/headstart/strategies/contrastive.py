@@ -1,14 +1,16 @@
 """Contrastive fine-tuning, SetFit-style: tune the encoder on pairs, then a linear probe on top.
 
 Pairs of training texts with the same label (target cosine 1) and with different labels (target
-0) are drawn with a seed: `iterations` positive and `iterations` negative pairs per example, as
-SetFit does, but never more than `max_pairs` in all, so time and memory stay flat however large
-the data. The whole encoder trains on them for one epoch (AdamW, lr 2e-5, batch 16, linear
+0) are drawn with a seed. By default every unique pair is used once and the smaller kind is
+oversampled to balance them (SetFit 1.x's default sampling); with `iterations=N`, N positive and
+N negative pairs per example (SetFit 0.x's). Either way never more than `max_pairs` in all, and
+pairs of large data are sampled without listing them all, so time and memory stay flat however
+large the data. The whole encoder trains on them for one epoch (AdamW, lr 2e-5, batch 16, linear
 warm-up then decay) with the cosine-similarity loss on its pooled (normalised) embeddings; then
 the training texts are embedded with the tuned encoder and a linear probe is fitted on them, as
 for linear-probe. The tuned encoder is saved like any trained backbone.
 
-    TextClassifier("minilm_l6", strategy="contrastive:iterations=20,max_pairs=20000").fit(...)
+    TextClassifier("minilm_l6", strategy="contrastive:max_pairs=20000").fit(...)
 """
 
 from __future__ import annotations
@@ -55,14 +57,15 @@ class Contrastive(Strategy):
         lr: float | None = None,
         lr_decay: float | None = None,
         *,
-        iterations: int = 20,
+        iterations: int | None = None,
         max_pairs: int = 20_000,
         epochs: int = 1,
         batch: int = 16,
         warmup: float = 0.1,
     ):
         super().__init__(lr, lr_decay)
-        if iterations < 1 or max_pairs < 2 or epochs < 1 or batch < 1 or not 0 <= warmup < 1:
+        bad_iterations = iterations is not None and iterations < 1
+        if bad_iterations or max_pairs < 2 or epochs < 1 or batch < 1 or not 0 <= warmup < 1:
             raise HeadstartError(
                 "contrastive needs iterations >= 1, max_pairs >= 2, epochs >= 1, batch >= 1 and "
                 f"0 <= warmup < 1; got iterations={iterations}, max_pairs={max_pairs}, "
@@ -181,16 +184,27 @@ class Contrastive(Strategy):
         return losses
 
 
-def make_pairs(labels: np.ndarray, per_example: int, max_pairs: int, seed: int) -> np.ndarray:
-    """(P, 3) int64 rows (i, j, same_label): as many positive as negative pairs, `per_example` of
-    each per example, at most `max_pairs` in all (the anchors are then a seeded sample, each used
-    as evenly as possible). Positive partners never are the anchor itself unless its class has a
-    single example; with one class only there are no negative pairs."""
+def make_pairs(
+    labels: np.ndarray, per_example: int | None, max_pairs: int, seed: int
+) -> np.ndarray:
+    """(P, 3) int64 rows (i, j, same_label), as many positive as negative pairs, at most
+    `max_pairs` in all. per_example=None: every unique pair once, the smaller kind oversampled
+    (where there are too many pairs to list, a seeded sample of max_pairs); per_example=N: N of
+    each kind per example (the anchors are then a seeded sample, each used as evenly as
+    possible). Positive partners never are the anchor itself unless its class has a single
+    example; with one class only there are no negative pairs."""
     labels = np.asarray(labels)
     n = len(labels)
     if n < 2:
         raise HeadstartError("contrastive needs at least two training examples.")
     rng = np.random.default_rng(seed)
+    if per_example is None:
+        if n * (n - 1) // 2 <= UNIQUE_PAIRS_LISTED * max_pairs:
+            unique = _unique_pairs(labels, max_pairs, rng)
+            if unique is not None:
+                return unique
+        # about as many pairs as there are unique ones, up to the cap
+        per_example = min(math.ceil(max_pairs / (2 * n)), n - 1)
     per_kind = max(1, min(per_example * n, max_pairs // 2))
     rounds = math.ceil(per_kind / n)
     anchors = np.concatenate([rng.permutation(n) for _ in range(rounds)])[:per_kind]
@@ -213,6 +227,30 @@ def make_pairs(labels: np.ndarray, per_example: int, max_pairs: int, seed: int) 
         pick = np.where(pick >= start, pick + count, pick)
         negative = order[pick]
         rows.append(np.stack([anchors, negative, np.zeros(per_kind, dtype=np.int64)], axis=1))
+    pairs = np.concatenate(rows).astype(np.int64)
+    return pairs[rng.permutation(len(pairs))]
+
+
+UNIQUE_PAIRS_LISTED = 4  # list all unique pairs only while they number at most 4 x max_pairs
+
+
+def _unique_pairs(labels: np.ndarray, max_pairs: int, rng) -> np.ndarray | None:
+    """Every unique pair once, the smaller kind drawn again until both kinds are equal (SetFit's
+    "oversampling"), then both kinds cut to max_pairs / 2; None without a positive pair."""
+    first, second = np.triu_indices(len(labels), k=1)
+    same = labels[first] == labels[second]
+    kinds = [np.flatnonzero(same), np.flatnonzero(~same)]
+    if not len(kinds[0]):
+        return None  # one example per class: the per-example scheme pairs each with itself
+    per_kind = min(max(len(k) for k in kinds), max(1, max_pairs // 2))
+    rows = []
+    for target, chosen in zip((1, 0), kinds, strict=True):
+        if not len(chosen):
+            continue
+        picked = rng.permutation(chosen)[:per_kind]
+        extra = rng.choice(chosen, per_kind - len(picked)) if len(picked) < per_kind else []
+        picked = np.concatenate([picked, extra]).astype(np.int64)
+        rows.append(np.stack([first[picked], second[picked], np.full(per_kind, target)], axis=1))
     pairs = np.concatenate(rows).astype(np.int64)
     return pairs[rng.permutation(len(pairs))]
 
