@@ -205,6 +205,9 @@ def test_resume_keeps_finished_cells_and_refuses_stale_ones(tmp_path, texts):
     assert (changed.reused, changed.ran, changed.moved) == (0, 4, 8)
     assert len(read_csv(out / "results.csv")) == 4
     assert len(read_csv(out / "results.previous.csv")) == 8
+    subset = compare(train, out, per_class="1", **{**args, "strategies": "tfidf"})
+    assert (subset.reused, subset.ran, subset.moved) == (2, 0, 0)
+    assert len(read_csv(out / "results.csv")) == 4  # linear-probe's cells are still valid: kept
 
 
 def first_grid(args) -> list:

@@ -23,7 +23,7 @@ TRANSFER_DEFAULTS = ("linear-probe", "freeze-unfreeze", CONTROL)
 
 @dataclass
 class Settings:
-    """What every cell shares; `fingerprints` ties finished cells to these settings."""
+    """What every cell shares; a fingerprint ties a finished cell to these settings."""
 
     modality: str
     model: str  # resolved: never empty
@@ -50,6 +50,13 @@ class Settings:
             relevant["epochs"] = self.epochs
         text = json.dumps(relevant, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def known_fingerprint(self, strategy: str) -> str | None:
+        """fingerprint(), or None for a strategy this version cannot parse."""
+        try:
+            return self.fingerprint(strategy)
+        except (HeadstartError, KeyError):
+            return None
 
 
 @dataclass(frozen=True)

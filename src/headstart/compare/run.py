@@ -84,7 +84,7 @@ def compare(
     _make_folder(out_dir)  # after every check: a mistyped command leaves nothing behind
 
     store = ResultStore(out_dir)
-    store.load({name: settings.fingerprint(name) for name in names})
+    store.load(settings.known_fingerprint)
     todo = [cell for cell in grid.cells if cell not in store.rows]
     reused = len(grid.cells) - len(todo)
     failed = []

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import HeadstartError
@@ -46,12 +47,13 @@ class ResultStore:
         self.rows: dict[Cell, dict] = {}  # finished with the current settings
         self.others: list[dict] = []  # finished with other settings
 
-    def load(self, fingerprints: dict[str, str]) -> None:
-        """Read the file; `fingerprints` maps each strategy to its current settings hash."""
+    def load(self, fingerprint: Callable[[str], str | None]) -> None:
+        """Read the file; `fingerprint(strategy)` is a strategy's current settings hash, or None
+        for a strategy this version does not know (its rows cannot be checked, so they move)."""
         for row in read_rows(self.path):
             if row["status"] != "ok":  # a failure is retried, and its row replaced
                 continue
-            if fingerprints.get(row["strategy"], row["settings"]) != row["settings"]:
+            if fingerprint(row["strategy"]) != row["settings"]:
                 self.others.append(row)
             else:
                 self.rows[cell_key(row)] = row
