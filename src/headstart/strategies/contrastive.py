@@ -160,13 +160,15 @@ class Contrastive(Strategy):
                     loss_sum = 0.0
                     for start in range(0, len(order), self.batch):
                         chunk = order[start : start + self.batch]
-                        left = [ids[i] for i in chunk[:, 0]]
-                        right = [ids[i] for i in chunk[:, 1]]
-                        batch = {k: v.to(device) for k, v in backbone.pad(left + right).items()}
+                        # with few examples, pairs share texts: embed each text once per batch
+                        texts_in, where = np.unique(chunk[:, :2], return_inverse=True)
+                        where = torch.from_numpy(where.reshape(-1, 2)).to(device)
+                        padded = backbone.pad([ids[i] for i in texts_in])
+                        batch = {k: v.to(device) for k, v in padded.items()}
                         target = torch.from_numpy(chunk[:, 2]).float().to(device)
                         with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
                             embedded = backbone.forward_features(batch).float()
-                        u, v = embedded[: len(chunk)], embedded[len(chunk) :]
+                        u, v = embedded[where[:, 0]], embedded[where[:, 1]]
                         loss = nn.functional.mse_loss(
                             nn.functional.cosine_similarity(u, v, dim=-1), target
                         )
