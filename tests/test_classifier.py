@@ -187,6 +187,9 @@ def test_strategy_fits_predicts_and_round_trips(strategy, fitted, small, tmp_pat
     assert loaded.predict(pictures) == labels
 
     config = json.loads((run / "config.json").read_text())
+    if STRATEGIES[strategy].classic:  # pixels: its own features and model, no backbone at all
+        assert config["backbone"] is None and config["head"]["kind"] == strategy
+        return
     stem = clf.backbone_.state_dict()[STEM]
     pretrained_stem = lite0.state_dict()[STEM]
     if strategy == "from-scratch":  # the control: same architecture, random weights

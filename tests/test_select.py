@@ -96,6 +96,15 @@ def test_logme_averages_one_hot_columns_and_orders_features():
     assert scores.logme(informative, y) > scores.logme(noise, y) + 0.1
 
 
+def test_logme_of_sparse_wide_features_equals_dense():
+    from scipy import sparse
+
+    rng = np.random.default_rng(2)
+    dense = rng.random((30, 200)) * (rng.random((30, 200)) < 0.05)
+    y = rng.integers(0, 2, 30)
+    assert scores.logme(sparse.csr_matrix(dense), y) == pytest.approx(scores.logme(dense, y))
+
+
 # ---- H-score, NCE, LEEP: known answers -----------------------------------------------------------
 
 

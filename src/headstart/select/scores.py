@@ -33,12 +33,11 @@ class Evidence:
 
 def logme(features: np.ndarray, labels: np.ndarray) -> float:
     """LogME of integer class labels: the mean over classes of each one-hot column's evidence."""
-    f = _as_matrix(features)
     y = np.asarray(labels)
     classes = np.unique(y)
     if len(classes) < 2:
         raise HeadstartError("LogME needs at least two classes in the labels.")
-    basis = SpectralBasis(f)
+    basis = SpectralBasis(features)
     return float(np.mean([basis.fit((y == c).astype(np.float64)).evidence for c in classes]))
 
 
@@ -50,12 +49,13 @@ class SpectralBasis:
     the fast form of LogME: O(N D min(N, D)) once, then O(k) per iteration and target.
     """
 
-    def __init__(self, features: np.ndarray):
+    def __init__(self, features):
         self.n, self.d = features.shape
         if self.n > self.d:
-            u, s, _ = np.linalg.svd(features, full_matrices=False)
+            u, s, _ = np.linalg.svd(_as_matrix(features), full_matrices=False)
         else:  # wide features (TF-IDF, few examples): the N x N Gram matrix has the same spectrum
-            sigma, u = np.linalg.eigh(features @ features.T)
+            gram = features @ features.T  # sparse TF-IDF rows stay sparse until here
+            sigma, u = np.linalg.eigh(_as_matrix(gram))
             s = np.sqrt(np.clip(sigma, 0.0, None))
         keep = s > s.max(initial=0.0) * 1e-10
         self.u, self.sigma = u[:, keep], s[keep] ** 2
