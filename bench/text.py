@@ -14,7 +14,8 @@ building the backbone and embedding every sentence it needs; reading train.tsv (
 done once per process and is not timed.
 
 `--setfit` runs SetFit 1.2 (SetFitModel.from_pretrained on the bundled MiniLM folder, its default
-arguments: 1 epoch, batch 16, oversampled pairs, logistic-regression head) and headstart's
+arguments: 1 epoch, batch 16, oversampled pairs, logistic-regression head; checkpoint saving
+off) and headstart's
 `contrastive` on the same draws, and times both from the texts in memory to dev predictions.
 SetFit is not a headstart dependency: install it into a separate benchmark environment only.
 """
@@ -49,14 +50,14 @@ def random_rows(source, n: int, seed: int):
     return replace(source, items=[source.items[i] for i in keep])
 
 
-def headstart_fit(strategy: str, train, test, seed: int, **params) -> dict:
+def headstart_fit(strategy: str, train, test, seed: int, model: str, **params) -> dict:
     """One cold fit (empty cache) and its dev accuracy; seconds include predicting dev."""
     from headstart.estimators import TextClassifier
 
     with tempfile.TemporaryDirectory(prefix="headstart-bench-cache-") as cache:
         os.environ["HEADSTART_CACHE"] = cache
         start = time.perf_counter()
-        clf = TextClassifier(strategy=strategy, seed=seed, verbose=False, **params)
+        clf = TextClassifier(model, strategy, seed=seed, verbose=False, **params)
         if strategy.split(":")[0] in TRAINED_BY_EPOCHS:
             clf.fit(train)  # early stopping on a held-out 10% of the training rows
             metrics = clf.evaluate(test)
@@ -80,13 +81,22 @@ def setfit_fit(train, test, seed: int) -> dict:
     folder = locate_weights(get_entry("minilm_l6").cfg.weights)
     texts = [i.text for i in train.items]
     labels = [i.label for i in train.items]
-    start = time.perf_counter()
-    model = SetFitModel.from_pretrained(str(folder))
-    args = TrainingArguments(batch_size=16, num_epochs=1, seed=seed, report_to="none")
-    data = Dataset.from_dict({"text": texts, "label": labels})
-    Trainer(model=model, args=args, train_dataset=data).train()
-    predicted = [str(p) for p in model.predict([i.text for i in test.items])]
-    seconds = time.perf_counter() - start
+    with tempfile.TemporaryDirectory(prefix="setfit-bench-") as scratch:
+        start = time.perf_counter()
+        model = SetFitModel.from_pretrained(str(folder))
+        # no checkpoint writing: SetFit's time is its training and prediction alone
+        args = TrainingArguments(
+            output_dir=scratch,
+            batch_size=16,
+            num_epochs=1,
+            seed=seed,
+            report_to="none",
+            save_strategy="no",
+        )
+        data = Dataset.from_dict({"text": texts, "label": labels})
+        Trainer(model=model, args=args, train_dataset=data).train()
+        predicted = [str(p) for p in model.predict([i.text for i in test.items])]
+        seconds = time.perf_counter() - start
     truth = [i.label for i in test.items]
     accuracy = float(np.mean([p == t for p, t in zip(predicted, truth, strict=True)]))
     f1 = float(f1_score(truth, predicted, average="macro"))
@@ -127,10 +137,13 @@ def main() -> None:
     parser.add_argument("--strategies", default="linear-probe,tfidf")
     parser.add_argument("--epochs", type=int, default=3, help="for strategies trained by epochs")
     parser.add_argument("--setfit", action="store_true", help="SetFit 1.2 beside contrastive")
+    parser.add_argument("--model", default="minilm_l6", help="headstart's encoder (hf:FOLDER...)")
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"{DATA} is not there; this benchmark needs ../shared/data/sst2.")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
     from headstart.data.split import per_class
 
     train, test = read("train"), read("dev")
@@ -148,11 +161,12 @@ def main() -> None:
     for strategy in strategies:
         params = {"epochs": args.epochs} if strategy.split(":")[0] in TRAINED_BY_EPOCHS else {}
         runners[strategy] = lambda sub, seed, s=strategy, p=params: headstart_fit(
-            s, sub, test, seed, **p
+            s, sub, test, seed, args.model, **p
         )
     if args.setfit:
         runners["SetFit 1.2 (defaults)"] = lambda sub, seed: setfit_fit(sub, test, seed)
-    print(f"SST-2, dev.tsv ({len(test.items)}) as the test set; {os.cpu_count()} CPUs")
+    threads = torch.get_num_threads()
+    print(f"SST-2, dev.tsv ({len(test.items)}) as the test set; {args.model}; {threads} threads")
     run_grid(sizes, args.seeds, runners, draw)
 
 

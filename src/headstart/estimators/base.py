@@ -22,7 +22,7 @@ from ..features.extract import Extractor
 from ..features.speed import resolve_device
 from ..heads import Head, Task, detect_task
 from ..strategies import STRATEGIES, get_strategy
-from ..strategies.base import check_strategy
+from ..strategies.base import check_strategy, parse_strategy
 from ..zoo.entry import materialize
 from .auto import choose_strategy
 
@@ -128,7 +128,7 @@ class TransferEstimator:
         self.backbone_ = load_backbone(self._pick_model(train_src), self.modality, self.weights)
         self.pretrained_weight_id_ = self.backbone_.weight_id
         train_emb = self._embed(train_src, cached=True)
-        val_emb = self._embed(val_src, cached=True) if val_src is not None else None
+        val_emb = self._val_embeddings(val_src)
         self.skipped_ = train_emb.skipped + (val_emb.skipped if val_emb else [])
         probe, probe_info = self._probe(train_emb, val_emb)
         if self.strategy == "auto":
@@ -268,6 +268,17 @@ class TransferEstimator:
             raise HeadstartError(f"No usable items in {source.origin or 'the data'}.")
         return result
 
+    def _val_embeddings(self, val_src: Source | None):
+        """Pre-trained features of the validation data, where something reads them: frozen heads,
+        `auto`, and images (decoding them finds unreadable files before training). A strategy
+        that tunes a text encoder only needs the texts: they are embedded after tuning."""
+        if val_src is None:
+            return None
+        name, _ = parse_strategy(self.strategy)
+        if self.modality == "text" and name != "auto" and not STRATEGIES[name].frozen:
+            return _unembedded(val_src)
+        return self._embed(val_src, cached=True)
+
     def _probe(self, train_emb, val_emb):
         """A linear probe on cached features: the head for linear-probe, the head-first start for
         freeze-unfreeze and gradual, and evidence for `auto`."""
@@ -275,7 +286,11 @@ class TransferEstimator:
         head, info = STRATEGIES["linear-probe"]().fit_head(
             train_emb.features, targets, self.task_, self.seed
         )
-        if val_emb is not None and self.task_.kind == "classification":
+        if (
+            val_emb is not None
+            and val_emb.features.shape[1]
+            and self.task_.kind == "classification"
+        ):
             val_t = self.task_.targets([i.label for i in val_emb.items])
             with torch.no_grad():
                 pred = head(torch.from_numpy(val_emb.features)).argmax(-1).numpy()
