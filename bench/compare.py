@@ -24,12 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-# bench/select.py would shadow the standard library's `select` (pandas needs it): this folder
-# goes to the end of the path, where common.py is still found
-BENCH = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
-
-from common import DATA  # noqa: E402
+from common import DATA
 
 PARTS = {
     "hymenoptera": {

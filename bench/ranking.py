@@ -1,6 +1,6 @@
 """Choosing before training: does `rank` pick what training all candidates would have picked?
 
-    python bench/select.py [--datasets digits,lfw,hymenoptera,fsdd,sst2] [--quick]
+    python bench/ranking.py [--datasets digits,lfw,hymenoptera,fsdd,sst2] [--quick]
                            [--epochs 2] [--skip-finetune]
 
 Image data sets (train -> test): scikit-learn digits (8x8, split 50/50, seeded), scikit-image
@@ -19,22 +19,16 @@ points), and whether the no-transfer verdict matches the test accuracies.
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-# This file shares its name with the standard library's `select`, which torch imports: put its
-# folder last on the path so that the real one wins (and `common` is still found).
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
-
-import argparse  # noqa: E402
-import os  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-
-import numpy as np  # noqa: E402
-from common import DATA  # noqa: E402
+import numpy as np
+from common import DATA
 
 LITES = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
 IMAGE_SETS = ("digits", "lfw", "hymenoptera", "fsdd")
