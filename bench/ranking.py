@@ -1,7 +1,7 @@
 """Choosing before training: does `rank` pick what training all candidates would have picked?
 
     python bench/ranking.py [--datasets digits,lfw,hymenoptera,fsdd,sst2] [--quick]
-                           [--epochs 2] [--skip-finetune]
+                           [--epochs 2] [--skip-finetune] [--cap N]
 
 Image data sets (train -> test): scikit-learn digits (8x8, split 50/50, seeded), scikit-image
 lfw_subset (faces vs non-faces, 50/50), hymenoptera (train -> val), and FSDD spoken digits as
@@ -151,7 +151,7 @@ def image_benchmark(name: str, args, work: Path) -> Outcome:
     from headstart.estimators import ImageClassifier
     from headstart.select.rank import Candidate, rank_models
 
-    cap = 15 if args.quick else None
+    cap = args.cap or (15 if args.quick else None)
     train_dir, test_dir = BUILDERS[name](work / name, cap)
     train, test = read_source(train_dir), read_source(test_dir)
     lites = LITES[:2] if args.quick else LITES
@@ -330,6 +330,7 @@ def main() -> None:
     parser.add_argument("--datasets", default="digits,lfw,hymenoptera,fsdd,sst2")
     parser.add_argument("--quick", action="store_true", help="~15 per class, no fine-tuning")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--cap", type=int, default=0, help="at most N per class on each side")
     parser.add_argument("--skip-finetune", action="store_true")
     parser.add_argument("--workers", type=int, default=None)
     args = parser.parse_args()
