@@ -138,6 +138,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="for strategies trained by epochs")
     parser.add_argument("--setfit", action="store_true", help="SetFit 1.2 beside contrastive")
     parser.add_argument("--model", default="minilm_l6", help="headstart's encoder (hf:FOLDER...)")
+    parser.add_argument("--lr", type=float, default=None, help="else each strategy's default")
+    parser.add_argument("--lr-decay", type=float, default=None, help="layer-wise, e.g. 0.9")
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"{DATA} is not there; this benchmark needs ../shared/data/sst2.")
@@ -159,7 +161,9 @@ def main() -> None:
     strategies = ["contrastive"] if args.setfit else args.strategies.split(",")
     runners: dict[str, Callable] = {}
     for strategy in strategies:
-        params = {"epochs": args.epochs} if strategy.split(":")[0] in TRAINED_BY_EPOCHS else {}
+        params = {"lr": args.lr, "lr_decay": args.lr_decay}
+        if strategy.split(":")[0] in TRAINED_BY_EPOCHS:
+            params.update(epochs=args.epochs, val_fraction=0.1)
         runners[strategy] = lambda sub, seed, s=strategy, p=params: headstart_fit(
             s, sub, test, seed, args.model, **p
         )
