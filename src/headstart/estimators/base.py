@@ -115,6 +115,7 @@ class TransferEstimator:
 
     def fit(self, train, val=None, y=None) -> TransferEstimator:
         started = time.perf_counter()
+        self.val_embed_seconds_ = 0.0
         self._check_values()
         train_src, val_src = self._split(self._as_source(train, y, one_text=False), val)
         self.task_ = Task.from_labels([i.label for i in train_src.items], self.task)
@@ -155,7 +156,9 @@ class TransferEstimator:
                 head = self._new_head(None)
             self._train(strategy, head, train_emb, val_emb)
             if val_emb is not None:  # the cached features are the pre-training backbone's
+                embedding = time.perf_counter()
                 val_emb = self.transform(Source(self.modality, val_emb.items, origin="validation"))
+                self.val_embed_seconds_ = time.perf_counter() - embedding
         return self._finish_fit(strategy, train_emb, val_emb, probe_info, started)
 
     def _finish_fit(self, strategy, train_emb, val_emb, probe_info, started) -> TransferEstimator:
@@ -174,7 +177,12 @@ class TransferEstimator:
         }
         self.thresholds_ = None
         if val_emb is not None:
+            predicting = time.perf_counter()
             self.val_outputs_ = self._outputs_for(val_emb)
+            # the trained model's pass over the validation data: what predicting it costs
+            self.fit_info_["val_predict_seconds"] = (
+                getattr(self, "val_embed_seconds_", 0.0) + time.perf_counter() - predicting
+            )
             self.val_items_ = val_emb.items
             if self.task_.kind == "multilabel":
                 from ..report.metrics import best_thresholds
