@@ -7,7 +7,8 @@ hymenoptera: train/ -> val/ (153 images, the test set), labels per class 1, 5, 1
 linear-probe, freeze-unfreeze and from-scratch with the same 3-epoch budget, plus pixels (raw
 pixels + logistic regression, the no-transfer baseline) where this version has it.
 sst2: train.tsv -> dev.tsv (872 rows, the test set), 16 and 64 labels per class drawn from all
-67,349 rows by each seed, 3 seeds; linear-probe, tfidf, freeze-unfreeze (3 epochs).
+67,349 rows by each seed, 3 seeds; linear-probe, tfidf, freeze-unfreeze and from-scratch (3
+epochs).
 
 Each part starts with an empty embedding cache (unless --keep-cache), so its wall time includes
 reading the data, building the backbones and embedding everything once. A part interrupted with
@@ -37,7 +38,7 @@ PARTS = {
         "data": DATA / "sst2" / "train.tsv",
         "val": DATA / "sst2" / "dev.tsv",
         "per_class": "16,64",
-        "strategies": ["linear-probe", "tfidf", "freeze-unfreeze"],
+        "strategies": ["linear-probe", "tfidf", "freeze-unfreeze", "from-scratch"],
     },
 }
 
