@@ -241,7 +241,8 @@ def _setup(result, grid, settings, data, val, n_test) -> dict:
 def _notes(result, grid, val) -> list[str]:
     notes = [
         "Each cell is `headstart fit DATA --strategy S --per-class K --seed N` with the settings "
-        "above, then `headstart evaluate` on the test set; results.csv has every cell.",
+        "above, scored by that fit's own pass over the test set (the numbers `headstart "
+        "evaluate` gives); results.csv has every cell.",
         "Training time is the wall time of that fit (model build, feature extraction or cache "
         "reads, and fit's own validation passes included). Frozen strategies read cached "
         "features, so after the first cell they cost almost nothing, and their predict time "
