@@ -557,8 +557,6 @@ def _check_usable(source: Source, what: str) -> None:
 
 
 def _is_classic(strategy: str) -> bool:
-    from ..strategies.base import parse_strategy
-
     name, _ = parse_strategy(strategy)
     return bool(getattr(STRATEGIES.get(name), "classic", False))
 
