@@ -156,3 +156,17 @@ def test_fetch_cli_uses_the_recipe(monkeypatch, capsys, tmp_path):
     assert code == 0, out
     assert seen == [("all-mpnet-base-v2", True)]
     assert "--model mpnet_base" in out
+
+
+def test_a_fetched_model_joins_the_default_candidates():
+    from headstart.select.rank import default_candidates
+
+    target = get_entry("mpnet_base").fetch.target
+    assert "mpnet_base" not in [c.model for c in default_candidates("text")]
+    target.mkdir(parents=True)
+    try:
+        (target / "model.safetensors").write_bytes(b"")
+        assert [c.model for c in default_candidates("text")] == ["minilm_l6", "mpnet_base"]
+        assert "mpnet_base" not in [c.model for c in default_candidates("image")]
+    finally:
+        shutil.rmtree(target)

@@ -89,10 +89,16 @@ class Ranking:
 
 
 def default_candidates(modality: str) -> list[Candidate]:
-    """Every bundled backbone of the modality whose weights are on this machine."""
-    from ..zoo import bundled_names, get_entry
+    """Every bundled backbone of the modality, and every one fetched with `headstart fetch`,
+    whose weights are on this machine."""
+    from ..zoo import bundled_names, get_entry, registered_names
 
-    names = [n for n in bundled_names(modality) if get_entry(n).available_offline()]
+    local = set(bundled_names(modality))
+    names = [
+        n
+        for n in registered_names(modality)
+        if (n in local or get_entry(n).fetch is not None) and get_entry(n).available_offline()
+    ]
     if not names:
         raise HeadstartError(
             f"No bundled {modality} backbone is available offline. Reinstall headstart's "
