@@ -3,6 +3,8 @@
     python bench/text.py [--per-class 8,16,64] [--seeds 5] [--strategies linear-probe,contrastive]
     python bench/text.py --rows 4000 --strategies fine-tune [--epochs 3]
     python bench/text.py --setfit --per-class 8,16 --seeds 5   # needs `pip install setfit`
+    python bench/text.py --model mpnet_base --per-class 8,16,64 --seeds 5 \
+        --strategies linear-probe,mlp-head,tfidf   # after `headstart fetch mpnet_base`
 
 Training labels: K per class drawn with the estimator's seeded sampler from all of train.tsv, or
 `--rows N` random rows (seeded); test set: all 872 rows of dev.tsv. Frozen and contrastive
