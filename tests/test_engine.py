@@ -19,7 +19,7 @@ from headstart.engine import TrainConfig, TrainData, train, warmup_cosine
 from headstart.errors import HeadstartError
 from headstart.heads.heads import Head
 from headstart.heads.tasks import Task
-from headstart.strategies import FineTune, Gradual
+from headstart.strategies import FineTune, FromScratch, Gradual
 from headstart.zoo import get_entry
 from headstart.zoo.config import ImagePreprocess, PretrainedCfg, TextPreprocess, WeightSource
 from headstart.zoo.text import HFTextBackbone
@@ -128,15 +128,23 @@ def test_frozen_batchnorm_statistics_stay_fixed(images):
     top_stats = top_bn.running_mean.clone()
     frozen_weight = groups[0].params[0].detach().clone()
     top_weight = groups[-1].params[0].detach().clone()
+    top_bn_weight = top_bn.weight.detach().clone()
 
     # Gradual unfreezing trains only the top group in the first epoch
     history = train(backbone, head, CLASSES, Gradual(lr=1e-3), images[0], None, config(epochs=1))
     assert history[0]["trainable_groups"] == 1
     assert torch.equal(frozen_bn.running_mean, frozen_stats)
-    assert not torch.equal(top_bn.running_mean, top_stats)
+    # from pre-trained weights, even trainable norms keep their statistics (affine params train)
+    assert torch.equal(top_bn.running_mean, top_stats)
+    assert not torch.equal(top_bn.weight, top_bn_weight)
     assert torch.equal(groups[0].params[0], frozen_weight)
     assert not torch.equal(groups[-1].params[0], top_weight)
     assert all(p.requires_grad for p in backbone.parameters())  # handed back as given
+
+    # from random weights, the trained norms learn their statistics
+    train(backbone, head, CLASSES, FromScratch(lr=1e-3), images[0], None, config(epochs=1))
+    assert not torch.equal(top_bn.running_mean, top_stats)
+    assert not torch.equal(frozen_bn.running_mean, frozen_stats)  # every group trains
 
 
 def test_resume_runs_only_the_missing_epochs(images, tmp_path):

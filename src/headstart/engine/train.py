@@ -2,7 +2,8 @@
 
 The strategy decides which backbone groups train in each epoch and at which learning rate; the
 engine does the rest: AdamW with linear warm-up then cosine decay (stepped per optimiser step),
-optional L2-SP towards the pre-trained weights, BatchNorm of frozen groups kept in eval mode,
+optional L2-SP towards the pre-trained weights, BatchNorm statistics kept (all of them when the
+strategy starts from pre-trained weights, else those of frozen groups),
 early stopping on the validation loss, checkpoints (best and last) for resuming, and the best
 weights restored into the caller's backbone and head at the end.
 """
@@ -178,7 +179,7 @@ class _Module(pl.LightningModule):
     def train(self, mode: bool = True):
         super().train(mode)
         if mode:  # whoever switches to training (Lightning after validation, the engine)
-            freeze_frozen_batchnorm(self.backbone)
+            freeze_frozen_batchnorm(self.backbone, every=self.strategy.keep_norm_statistics)
         return self
 
     def apply_strategy(self) -> None:

@@ -58,4 +58,5 @@ class FromScratch(Strategy):
     name = "from-scratch"
     summary = "the same architecture from random weights, same budget: the control"
     pretrained = False
+    keep_norm_statistics = False  # random statistics are worth nothing: learn them
     default_lr = 1e-3
