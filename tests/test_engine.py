@@ -19,7 +19,7 @@ from headstart.engine import TrainConfig, TrainData, train, warmup_cosine
 from headstart.errors import HeadstartError
 from headstart.heads.heads import Head
 from headstart.heads.tasks import Task
-from headstart.strategies import FineTune, FromScratch, Gradual
+from headstart.strategies import FineTune, FreezeUnfreeze, FromScratch, Gradual
 from headstart.zoo import get_entry
 from headstart.zoo.config import ImagePreprocess, PretrainedCfg, TextPreprocess, WeightSource
 from headstart.zoo.text import HFTextBackbone
@@ -115,6 +115,28 @@ def test_loss_goes_down_and_best_weights_come_back(images, tmp_path):
         logits = head(backbone.forward_features(batch))
     loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(val.targets))
     assert float(loss) == pytest.approx(best["val_loss"], rel=1e-3)
+
+
+def test_head_first_keeps_its_start_when_training_only_hurts(images):
+    """A head-first strategy starts from a fitted model; an lr that wrecks it must not win."""
+    backbone, head = image_backbone(), Head(1280, 2)
+    start = {k: v.clone() for k, v in [*backbone.state_dict().items(), *head.state_dict().items()]}
+    history = train(backbone, head, CLASSES, FreezeUnfreeze(lr=50.0), *images, config(epochs=2))
+    assert [e["epoch"] for e in history] == [0, 1, 2]
+    assert math.isnan(history[0]["train_loss"]) and history[0]["trainable_groups"] == 0
+    assert np.isfinite(history[0]["val_loss"]) and 0 <= history[0]["val_accuracy"] <= 1
+    after = [*backbone.state_dict().items(), *head.state_dict().items()]
+    assert all(torch.equal(start[k], v) for k, v in after), "the start was not restored"
+
+
+def test_head_first_start_loses_to_a_better_epoch(images):
+    """An untrained head as the start: training beats it, and the best epoch's weights stay."""
+    backbone, head = image_backbone(), Head(1280, 2)
+    start = head.net[1].weight.detach().clone()
+    history = train(backbone, head, CLASSES, FreezeUnfreeze(lr=1e-3), *images, config(epochs=3))
+    best = min(history, key=lambda e: e["val_loss"])
+    assert history[0]["epoch"] == 0 and best["epoch"] > 0
+    assert not torch.equal(head.net[1].weight, start)
 
 
 def test_frozen_batchnorm_statistics_stay_fixed(images):

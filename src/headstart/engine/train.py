@@ -81,7 +81,9 @@ def train(
     """Train `backbone` and `head` in place.
 
     With validation data, the weights of the epoch with the lowest val_loss are restored into
-    backbone and head at the end; without, the last weights are kept. Both come back on the CPU,
+    backbone and head at the end; without, the last weights are kept. For a head-first strategy
+    the starting point counts as epoch 0 (first in the history, train_loss NaN) and is kept when
+    no epoch beats it. Both come back on the CPU,
     in eval mode, with their parameters' requires_grad as they were given.
 
     Returns one dict per epoch (including epochs restored from a resumed checkpoint): epoch
@@ -144,6 +146,9 @@ def train(
             num_sanity_val_steps=0,
         )
         loaders = _loaders(backbone, train, val if has_val else None, cfg)
+        start = None
+        if has_val and strategy.head_first and resume_from is None:
+            start = _score_start(module, loaders[1], cfg)
         try:
             _fit(trainer, module, loaders, resume_from)
         finally:
@@ -151,7 +156,10 @@ def train(
         if has_val and best.best_model_path and Path(best.best_model_path).exists():
             state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)
             module.load_state_dict(state["state_dict"])
-        return [dict(entry) for entry in module.history]
+        history = [dict(entry) for entry in module.history]
+        if start is not None:
+            history = _keep_start_if_best(module, *start, history)
+        return history
 
 
 # ---- the Lightning module ----------------------------------------------------------------------
@@ -304,9 +312,15 @@ class _Module(pl.LightningModule):
             acc["fn"] += int((~predicted & actual).sum())
 
     def on_validation_epoch_end(self) -> None:
+        metrics = self.summarise_validation()
+        if metrics:
+            self.val_metrics = metrics
+            self.log("val_loss", metrics["val_loss"], prog_bar=True)
+
+    def summarise_validation(self) -> dict:
         acc = self.val_sums
         if not acc["count"]:
-            return
+            return {}
         n = acc["count"]
         metrics = {"val_loss": acc["loss"] / n}
         if self.task.kind == "classification":
@@ -315,8 +329,7 @@ class _Module(pl.LightningModule):
             metrics["val_mae"] = acc["abs"] / n
         else:
             metrics["val_f1"] = 2 * acc["tp"] / max(2 * acc["tp"] + acc["fp"] + acc["fn"], 1)
-        self.val_metrics = metrics
-        self.log("val_loss", metrics["val_loss"], prog_bar=True)
+        return metrics
 
     # -- optimiser and schedule
 
@@ -391,6 +404,46 @@ def _check(backbone, task, train_data, val, cfg: TrainConfig) -> None:
                 f"{name} data has {len(data.items)} items but {len(data.targets)} targets; "
                 "pass one target per item."
             )
+
+
+def _score_start(module: _Module, val_loader, cfg: TrainConfig) -> tuple[dict, dict]:
+    """The validation metrics and weights of the starting point (epoch 0).
+
+    A head-first strategy starts from a fitted head: a model already. If no epoch of training
+    beats it on the validation loss, training made it worse and the start is kept."""
+    started = time.perf_counter()
+    device = torch.device(_accelerator(cfg.device))
+    state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    module.to(device).eval()
+    module.on_validation_epoch_start()
+    with torch.no_grad():
+        for batch in val_loader:
+            batch = module.on_before_batch_transfer(batch, 0)
+            if batch is not None:
+                inputs, targets = batch
+                inputs = (
+                    {k: v.to(device) for k, v in inputs.items()}
+                    if isinstance(inputs, dict)
+                    else inputs.to(device)
+                )
+                module.validation_step((inputs, targets.to(device)), 0)
+    module.cpu()
+    entry = {
+        "epoch": 0,
+        "train_loss": float("nan"),
+        **module.summarise_validation(),
+        "lr_head": 0.0,
+        "trainable_groups": 0,
+        "seconds": time.perf_counter() - started,
+    }
+    return entry, state
+
+
+def _keep_start_if_best(module: _Module, start: dict, state: dict, history: list[dict]):
+    trained = [e["val_loss"] for e in history if math.isfinite(e.get("val_loss", math.nan))]
+    if "val_loss" in start and (not trained or start["val_loss"] <= min(trained)):
+        module.load_state_dict(state)
+    return [start, *history]
 
 
 def _accelerator(device: str) -> str:
