@@ -67,7 +67,7 @@ def headstart_fit(strategy: str, train, test, seed: int, model: str, **params) -
             clf.fit(train, val=test)  # val only measured: nothing is chosen on it
             metrics = clf.metrics_
         seconds = time.perf_counter() - start
-    epochs = len(getattr(clf, "history_", []) or [])
+    epochs = sum(h["epoch"] > 0 for h in getattr(clf, "history_", []) or [])  # 0: the start
     return {"accuracy": metrics["accuracy"], "f1": metrics["macro_f1"], "s": seconds, "ep": epochs}
 
 

@@ -48,6 +48,16 @@ def isolated_cache(tmp_path_factory, monkeypatch) -> Path:
     return root
 
 
+@pytest.fixture
+def trained_weights_kept(monkeypatch):
+    """Tests of what training changes: keep the trained weights even where the start (a fitted
+    head, epoch 0) scores better on the validation loss, as it can on tiny toy data."""
+    import importlib
+
+    engine = importlib.import_module("headstart.engine.train")  # the module, not train()
+    monkeypatch.setattr(engine, "_keep_start_if_best", lambda module, start, state, h: [start, *h])
+
+
 def child_env(**extra: str) -> dict[str, str]:
     """Environment for subprocesses: this test's cache, this checkout's source."""
     path = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)

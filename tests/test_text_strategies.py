@@ -177,13 +177,13 @@ def test_lora_targets_query_value_or_every_layer_linear():
 # ---- lora ---------------------------------------------------------------------------------------
 
 
-def test_lora_trains_only_adapters_and_head(tiny_bert, tmp_path):
+def test_lora_trains_only_adapters_and_head(tiny_bert, tmp_path, trained_weights_kept):
     texts, labels = toy_texts(40, 0)
     before = pretrained_state(tiny_bert)
     clf = TextClassifier(tiny_bert, "lora:r=4,alpha=8,merge=false", epochs=3, lr=5e-3, **FAST)
     clf.fit(texts, y=labels)
     assert clf.backbone_trained_ and clf.backbone_.weight_id.startswith("tuned-")
-    assert [e["epoch"] for e in clf.history_] == [1, 2, 3]
+    assert [e["epoch"] for e in clf.history_] == [0, 1, 2, 3]  # 0: the probe head, scored
     state = clf.backbone_.model.state_dict()
     adapters = {k: v for k, v in state.items() if "lora_" in k}
     assert adapters and all(".query." in k or ".value." in k for k in adapters)
@@ -200,7 +200,9 @@ def test_lora_trains_only_adapters_and_head(tiny_bert, tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(texts[:8]), clf.predict_proba(texts[:8]))
 
 
-def test_lora_run_holds_adapters_only_and_reloads_identically(tiny_bert, tmp_path):
+def test_lora_run_holds_adapters_only_and_reloads_identically(
+    tiny_bert, tmp_path, trained_weights_kept
+):
     texts, labels = toy_texts(40, 0)
     before = pretrained_state(tiny_bert)
     clf = TextClassifier(tiny_bert, "lora:r=4,alpha=8", epochs=2, lr=5e-3, **FAST)

@@ -82,7 +82,7 @@ def train(
 
     With validation data, the weights of the epoch with the lowest val_loss are restored into
     backbone and head at the end; without, the last weights are kept. For a head-first strategy
-    the starting point counts as epoch 0 (first in the history, train_loss NaN) and is kept when
+    the starting point counts as epoch 0 (first in the history, without train_loss) and is kept when
     no epoch beats it. Both come back on the CPU,
     in eval mode, with their parameters' requires_grad as they were given.
 
@@ -429,8 +429,7 @@ def _score_start(module: _Module, val_loader, cfg: TrainConfig) -> tuple[dict, d
                 module.validation_step((inputs, targets.to(device)), 0)
     module.cpu()
     entry = {
-        "epoch": 0,
-        "train_loss": float("nan"),
+        "epoch": 0,  # nothing trained yet: no train_loss
         **module.summarise_validation(),
         "lr_head": 0.0,
         "trainable_groups": 0,
