@@ -82,9 +82,9 @@ def train(
 
     With validation data, the weights of the epoch with the lowest val_loss are restored into
     backbone and head at the end; without, the last weights are kept. For a head-first strategy
-    the starting point counts as epoch 0 (first in the history, without train_loss) and is kept when
-    no epoch beats it. Both come back on the CPU,
-    in eval mode, with their parameters' requires_grad as they were given.
+    the starting point counts as epoch 0 (first in the history, without train_loss) and is kept
+    when no epoch beats it. Both come back on the CPU, in eval mode, with their parameters'
+    requires_grad as they were given.
 
     Returns one dict per epoch (including epochs restored from a resumed checkpoint): epoch
     (1-based), train_loss, val_loss, val_accuracy (classification) / val_f1 (multilabel, micro)
