@@ -26,6 +26,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.utilities import move_data_to_device
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -420,13 +421,7 @@ def _score_start(module: _Module, val_loader, cfg: TrainConfig) -> tuple[dict, d
         for batch in val_loader:
             batch = module.on_before_batch_transfer(batch, 0)
             if batch is not None:
-                inputs, targets = batch
-                inputs = (
-                    {k: v.to(device) for k, v in inputs.items()}
-                    if isinstance(inputs, dict)
-                    else inputs.to(device)
-                )
-                module.validation_step((inputs, targets.to(device)), 0)
+                module.validation_step(move_data_to_device(batch, device), 0)
     module.cpu()
     entry = {
         "epoch": 0,  # nothing trained yet: no train_loss
