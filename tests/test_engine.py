@@ -18,14 +18,14 @@ from headstart.data.sources import Item
 from headstart.engine import TrainConfig, TrainData, train, warmup_cosine
 from headstart.errors import HeadstartError
 from headstart.heads.heads import Head
-from headstart.heads.tasks import Task
 from headstart.strategies import FineTune, FreezeUnfreeze, FromScratch, Gradual
+from headstart.tasks import get_task
 from headstart.zoo import get_entry
 from headstart.zoo.config import ImagePreprocess, PretrainedCfg, TextPreprocess, WeightSource
 from headstart.zoo.text import HFTextBackbone
 
 PRE = ImagePreprocess(input_size=32, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), crop_pct=1.0)
-CLASSES = Task("classification", ["red", "blue"])
+CLASSES = get_task("classification", ["red", "blue"])
 COLOURS = {0: (200, 40, 40), 1: (40, 40, 200)}
 
 
@@ -341,7 +341,7 @@ def text_data(kind: str, count: int, seed: int) -> TrainData:
     [("classification", "val_accuracy"), ("multilabel", "val_f1"), ("regression", "val_mae")],
 )
 def test_text_backbone_trains(kind, metric):
-    task = Task(kind, [] if kind == "regression" else ["pets", "money"])
+    task = get_task(kind, [] if kind == "regression" else ["pets", "money"])
     backbone, head = text_backbone(), Head(32, task.out_dim)
     history = train(
         backbone,
@@ -376,7 +376,7 @@ def test_trains_on_the_gpu(images, precision):
     assert all(math.isfinite(e["train_loss"]) and math.isfinite(e["val_loss"]) for e in history)
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert all(p.device.type == "cpu" for p in [*backbone.parameters(), *head.parameters()])
-    task = Task("classification", ["pets", "money"])
+    task = get_task("classification", ["pets", "money"])
     backbone, head = text_backbone(), Head(32, 2)
     history = train(
         backbone,

@@ -5,7 +5,6 @@ import pytest
 from PIL import Image
 
 from headstart.errors import HeadstartError
-from headstart.heads.tasks import Task
 from headstart.report import (
     best_thresholds,
     compute_metrics,
@@ -14,8 +13,9 @@ from headstart.report import (
     worst_examples,
     write_report,
 )
+from headstart.tasks import get_task
 
-CLS = Task("classification", ["a", "b", "c"])
+CLS = get_task("classification", ["a", "b", "c"])
 # argmax -> [a, b, b, c] against truth [a, a, b, c]: 3 of 4 right.
 CLS_TARGETS = np.array([0, 0, 1, 2])
 CLS_PROBS = np.array(
@@ -26,7 +26,7 @@ CLS_PROBS = np.array(
         [0.1, 0.1, 0.8],
     ]
 )
-ML = Task("multilabel", ["x", "y", "z"])
+ML = get_task("multilabel", ["x", "y", "z"])
 
 
 def as_json(metrics: dict) -> dict:
@@ -57,13 +57,13 @@ def test_classification_known_answers():
 
 def test_classification_clips_zero_probability():
     probs = np.array([[1.0, 0.0], [0.0, 1.0]])
-    m = compute_metrics(Task("classification", ["p", "q"]), np.array([1, 1]), probs)
+    m = compute_metrics(get_task("classification", ["p", "q"]), np.array([1, 1]), probs)
     assert np.isfinite(m["log_loss"]) and m["log_loss"] > 10
     assert m["accuracy"] == 0.5
 
 
 def test_classification_absent_class_does_not_crash():
-    task = Task("classification", ["a", "b", "c", "never"])
+    task = get_task("classification", ["a", "b", "c", "never"])
     probs = np.hstack([CLS_PROBS, np.zeros((4, 1))])
     m = compute_metrics(task, CLS_TARGETS, probs)
     assert m["per_class"]["never"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
@@ -106,13 +106,13 @@ def test_multilabel_map_imperfect_ranking_and_thresholds():
     targets = np.array([[1, 0], [0, 1], [1, 0], [0, 0]])
     probs = np.array([[0.9, 0.3], [0.8, 0.35], [0.4, 0.1], [0.1, 0.05]])
     # Label 0 ranking: 0.9 (pos), 0.8 (neg), 0.4 (pos) -> AP = (1 + 2/3) / 2
-    m = compute_metrics(Task("multilabel", ["p", "q"]), targets, probs, np.array([0.3, 0.32]))
+    m = compute_metrics(get_task("multilabel", ["p", "q"]), targets, probs, np.array([0.3, 0.32]))
     assert m["per_label"]["p"]["ap"] == pytest.approx(5 / 6)
     assert m["mAP"] == pytest.approx((5 / 6 + 1.0) / 2)
     assert m["per_label"]["q"]["threshold"] == pytest.approx(0.32)
     assert m["per_label"]["q"]["f1"] == pytest.approx(1.0)  # only the positive is over 0.32
     with pytest.raises(HeadstartError, match="one threshold per label"):
-        compute_metrics(Task("multilabel", ["p", "q"]), targets, probs, np.array([0.5]))
+        compute_metrics(get_task("multilabel", ["p", "q"]), targets, probs, np.array([0.5]))
 
 
 def test_multilabel_no_positives_at_all():
@@ -135,12 +135,14 @@ def test_best_thresholds():
 
 
 def test_regression_known_answers():
-    m = compute_metrics(Task("regression", []), np.array([1, 2, 3, 4.0]), np.array([1, 2, 3, 6.0]))
+    m = compute_metrics(
+        get_task("regression", []), np.array([1, 2, 3, 4.0]), np.array([1, 2, 3, 6.0])
+    )
     assert as_json(m) == m
     assert m == pytest.approx(
         {"task": "regression", "n": 4, "mse": 1.0, "mae": 0.5, "rmse": 1.0, "r2": 0.2}
     )
-    single = compute_metrics(Task("regression", []), np.array([2.0]), np.array([[3.0]]))
+    single = compute_metrics(get_task("regression", []), np.array([2.0]), np.array([[3.0]]))
     assert single["mse"] == 1.0 and single["r2"] is None
 
 
@@ -199,7 +201,11 @@ def test_worst_examples_multilabel_and_regression():
     assert [w["id"] for w in worst] == ["11", "10"]
     assert worst[0] == pytest.approx({"id": "11", "true": "y|z", "predicted": "x|z", "error": 1.5})
     reg = worst_examples(
-        Task("regression", []), ["a", "b", "c"], np.array([1.0, 2, 3]), np.array([1.5, 2, 0]), k=2
+        get_task("regression", []),
+        ["a", "b", "c"],
+        np.array([1.0, 2, 3]),
+        np.array([1.5, 2, 0]),
+        k=2,
     )
     assert reg == [
         {"id": "c", "true": 3.0, "predicted": 0.0, "error": 3.0},
@@ -252,7 +258,7 @@ def test_write_report_multilabel_and_regression(tmp_path):
     assert "| x | 0.5000 | 1.0000 | 0.6667 | 1.0000 | 0.5000 | 1 |" in text
     assert "| p2 | y\\|z | x\\|z | 1.5000 |" in text  # pipes escaped inside table cells
 
-    task = Task("regression", [])
+    task = get_task("regression", [])
     metrics = compute_metrics(task, np.array([1, 2, 3, 4.0]), np.array([1, 2, 3, 6.0]))
     worst = worst_examples(task, ["a", "b", "c", "d"], [1, 2, 3, 4.0], [1, 2, 3, 6.0], k=1)
     text = write_report(

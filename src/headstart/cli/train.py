@@ -237,10 +237,11 @@ def _predict_texts(est, tables: list[Path], texts: list[str], as_json: bool) -> 
 
 def _check_task(est, task: str | None, run_dir: Path) -> None:
     from ..errors import check_choice
+    from ..tasks import task_choices
 
     if task is None or task == "auto":
         return
-    check_choice("task", task, ("auto", "classification", "multilabel", "regression"))
+    check_choice("task", task, task_choices())
     if task != est.task_.kind:
         raise HeadstartError(
             f"--task {task} does not match the run in '{run_dir}', which was fitted for "

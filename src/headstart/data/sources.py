@@ -36,7 +36,10 @@ class Item:
     id: str
     path: Path | None = None
     text: str | None = None
-    label: str | None = None
+    label: str | None = None  # the raw label as read (multi-label: 'a|b')
+    # the typed target the task parses from `label` (class name, set of names, number); set by
+    # the estimator once the task is known, None before
+    target: str | frozenset[str] | float | None = None
 
 
 @dataclass

@@ -29,6 +29,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities import move_data_to_device
 from torch import nn
 from torch.utils.data import DataLoader
+from torchmetrics import MeanMetric, MetricCollection
 
 from ..data.sources import Item
 from ..errors import HeadstartError, check_choice
@@ -182,6 +183,11 @@ class _Module(pl.LightningModule):
         self.top_groups = self.group_count
         self.lr_head = float("nan")
         self.val_metrics: dict = {}
+        # the task's own metrics, those the history reports (children: they follow the device)
+        every = task.metrics()
+        self.val_scores = MetricCollection({key: every[key] for key in task.history})
+        self.val_loss_mean = MeanMetric(nan_strategy="disable")  # a NaN loss stays NaN
+        self.val_count = 0
 
     # -- modes and trainable groups
 
@@ -283,34 +289,18 @@ class _Module(pl.LightningModule):
     # -- validation
 
     def on_validation_epoch_start(self) -> None:
-        self.val_sums = {
-            "loss": 0.0,
-            "count": 0,
-            "correct": 0,
-            "abs": 0.0,
-            "tp": 0,
-            "fp": 0,
-            "fn": 0,
-        }
+        self.val_scores.reset()
+        self.val_loss_mean.reset()
+        self.val_count = 0
 
     def validation_step(self, batch, batch_idx: int) -> None:
         if batch is None:
             return
         inputs, targets = batch
         logits = self(inputs)
-        n = len(targets)
-        acc = self.val_sums
-        acc["loss"] += float(self.eval_loss(logits, targets)) * n
-        acc["count"] += n
-        if self.task.kind == "classification":
-            acc["correct"] += int((logits.argmax(dim=-1) == targets).sum())
-        elif self.task.kind == "regression":
-            acc["abs"] += float((logits.squeeze(-1) - targets).abs().sum())
-        else:
-            predicted, actual = logits > 0, targets > 0.5
-            acc["tp"] += int((predicted & actual).sum())
-            acc["fp"] += int((predicted & ~actual).sum())
-            acc["fn"] += int((~predicted & actual).sum())
+        self.val_loss_mean.update(self.eval_loss(logits, targets).detach(), len(targets))
+        self.val_scores.update(self.task.probabilities(logits.detach()), targets)
+        self.val_count += len(targets)
 
     def on_validation_epoch_end(self) -> None:
         metrics = self.summarise_validation()
@@ -319,17 +309,12 @@ class _Module(pl.LightningModule):
             self.log("val_loss", metrics["val_loss"], prog_bar=True)
 
     def summarise_validation(self) -> dict:
-        acc = self.val_sums
-        if not acc["count"]:
+        """val_loss and the task's headline metrics (history names), from its collection."""
+        if not self.val_count:
             return {}
-        n = acc["count"]
-        metrics = {"val_loss": acc["loss"] / n}
-        if self.task.kind == "classification":
-            metrics["val_accuracy"] = acc["correct"] / n
-        elif self.task.kind == "regression":
-            metrics["val_mae"] = acc["abs"] / n
-        else:
-            metrics["val_f1"] = 2 * acc["tp"] / max(2 * acc["tp"] + acc["fp"] + acc["fn"], 1)
+        scores = self.val_scores.compute()
+        metrics = {"val_loss": float(self.val_loss_mean.compute())}
+        metrics.update({name: float(scores[key]) for key, name in self.task.history.items()})
         return metrics
 
     # -- optimiser and schedule

@@ -20,7 +20,7 @@ from ..data.split import split
 from ..errors import HeadstartError, check_choice, did_you_mean
 from ..features.extract import Extractor
 from ..features.speed import resolve_device
-from ..heads import Head, Task, detect_task
+from ..heads import TASKS, Head, Task, detect_task, task_choices
 from ..strategies import STRATEGIES, get_strategy
 from ..strategies.base import check_strategy, parse_strategy
 from ..zoo.entry import materialize
@@ -119,8 +119,9 @@ class TransferEstimator:
         self._check_values()
         train_src, val_src = self._split(self._as_source(train, y, one_text=False), val)
         self.task_ = Task.from_labels([i.label for i in train_src.items], self.task)
+        train_src = self.task_.attach(train_src)  # items carry their typed target
         if val_src is not None:
-            self.task_.targets([i.label for i in val_src.items])  # unseen labels fail now
+            val_src = self.task_.attach(val_src)  # unseen labels fail now
         self.strategy_name_, self.strategy_reason_ = self.strategy, ""
         self.model_selection_ = None
         if _is_classic(self.strategy):  # tfidf: its own features and model, no backbone
@@ -184,11 +185,8 @@ class TransferEstimator:
                 getattr(self, "val_embed_seconds_", 0.0) + time.perf_counter() - predicting
             )
             self.val_items_ = val_emb.items
-            if self.task_.kind == "multilabel":
-                from ..report.metrics import best_thresholds
-
-                targets = self.task_.targets([i.label for i in val_emb.items])
-                self.thresholds_ = best_thresholds(targets, self.val_outputs_)
+            targets = self.task_.targets(val_emb.items)
+            self.thresholds_ = self.task_.tune_thresholds(targets, self.val_outputs_)
             self.metrics_ = self._metrics(val_emb.items, self.val_outputs_)
         else:
             self.val_items_, self.val_outputs_, self.metrics_ = [], None, {}
@@ -199,7 +197,7 @@ class TransferEstimator:
 
     def _check_values(self) -> None:
         check_strategy(self.strategy, self.modality, type(self).__name__)  # name[:options]
-        check_choice("task", self.task, ("auto", "classification", "multilabel", "regression"))
+        check_choice("task", self.task, task_choices())
         check_choice("precision", self.precision, ("auto", "fp32", "bf16"))
         check_choice("device", str(self.device).split(":")[0], ("auto", "cpu", "cuda"))
         if self.epochs < 1:
@@ -256,7 +254,7 @@ class TransferEstimator:
             kind = self.task
             if kind == "auto":
                 kind = detect_task([i.label for i in train.items])
-            stratify = kind == "classification"
+            stratify = TASKS[kind].stratify
             train, val_src = split(train, self.val_fraction, self.seed, stratify=stratify)
         if self.per_class:
             train = take_per_class(train, self.per_class, self.seed)
@@ -290,19 +288,14 @@ class TransferEstimator:
     def _probe(self, train_emb, val_emb):
         """A linear probe on cached features: the head for linear-probe, the head-first start for
         freeze-unfreeze and gradual, and evidence for `auto`."""
-        targets = self.task_.targets([i.label for i in train_emb.items])
+        targets = self.task_.targets(train_emb.items)
         head, info = STRATEGIES["linear-probe"]().fit_head(
             train_emb.features, targets, self.task_, self.seed
         )
-        if (
-            val_emb is not None
-            and val_emb.features.shape[1]
-            and self.task_.kind == "classification"
-        ):
-            val_t = self.task_.targets([i.label for i in val_emb.items])
+        if val_emb is not None and val_emb.features.shape[1]:  # its val_accuracy, val_f1..
             with torch.no_grad():
-                pred = head(torch.from_numpy(val_emb.features)).argmax(-1).numpy()
-            info["val_accuracy"] = float((pred == val_t).mean())
+                outputs = self.task_.probabilities(head(torch.from_numpy(val_emb.features)))
+            info.update(self.task_.headline(outputs, self.task_.targets(val_emb.items)))
         return head, info
 
     def _pick_model(self, train_src: Source) -> str:
@@ -376,7 +369,7 @@ class TransferEstimator:
         self.skipped_ = train_emb.skipped + (val_emb.skipped if val_emb else [])
         self.backbone_, self.pretrained_weight_id_, self.backbone_trained_ = None, None, False
         self.strategy_, self.history_ = strategy, []
-        targets = self.task_.targets([i.label for i in train_emb.items])
+        targets = self.task_.targets(train_emb.items)
         inputs = [i.text if self.modality == "text" else i.path for i in train_emb.items]
         # what it measured comes with strategy.fit_info()
         self.head_, _ = strategy.fit_model(inputs, targets, self.task_, self.seed)
@@ -387,16 +380,16 @@ class TransferEstimator:
         return {}
 
     def _fit_frozen(self, strategy, train_emb, val_emb) -> Head:
-        targets = self.task_.targets([i.label for i in train_emb.items])
+        targets = self.task_.targets(train_emb.items)
         val = None
         if val_emb is not None:
-            val = (val_emb.features, self.task_.targets([i.label for i in val_emb.items]))
+            val = (val_emb.features, self.task_.targets(val_emb.items))
         head, _ = strategy.fit_head(train_emb.features, targets, self.task_, self.seed, val=val)
         return head
 
     def _new_head(self, features: np.ndarray | None) -> Head:
         torch.manual_seed(self.seed)
-        head = Head(self.backbone_.feature_dim, self.task_.out_dim)
+        head = self.task_.build_head(self.backbone_.feature_dim)
         if features is not None:
             head.fit_normaliser(torch.from_numpy(features))
         return head
@@ -419,10 +412,10 @@ class TransferEstimator:
             resume=self.resume,
             progress=self.verbose,
         )
-        data = TrainData(train_emb.items, self.task_.targets([i.label for i in train_emb.items]))
+        data = TrainData(train_emb.items, self.task_.targets(train_emb.items))
         val = None
         if val_emb is not None:
-            val = TrainData(val_emb.items, self.task_.targets([i.label for i in val_emb.items]))
+            val = TrainData(val_emb.items, self.task_.targets(val_emb.items))
         self.backbone_ = materialize(self.backbone_)
         adapt = getattr(strategy, "adapt", None)  # lora, contrastive: their own training
         if adapt is not None:
@@ -488,16 +481,7 @@ class TransferEstimator:
 
     def decode(self, outputs: np.ndarray) -> list:
         """Outputs to labels: class names, '|'-joined label sets, or numbers."""
-        if self.task_.kind == "regression":
-            return [float(v) for v in np.atleast_1d(outputs)]
-        if self.task_.kind == "multilabel":
-            thresholds = self.thresholds_ if self.thresholds_ is not None else 0.5
-            on = outputs >= thresholds
-            return [
-                "|".join(c for c, flag in zip(self.task_.classes, row, strict=True) if flag)
-                for row in on
-            ]
-        return [self.task_.classes[i] for i in outputs.argmax(axis=1)]
+        return self.task_.decode(outputs, self.thresholds_)
 
     def evaluate(self, data) -> dict:
         """Metrics on labelled data: accuracy, macro_f1, n (classification) and more."""
@@ -517,7 +501,7 @@ class TransferEstimator:
     def _metrics(self, items: list[Item], outputs: np.ndarray) -> dict:
         from ..report.metrics import compute_metrics
 
-        targets = self.task_.targets([i.label for i in items])
+        targets = self.task_.targets(items)
         return compute_metrics(self.task_, targets, outputs, self.thresholds_)
 
     # -- persistence --------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from .. import __version__
 from ..errors import HeadstartError
-from ..heads import Task, build_head
+from ..heads import build_head, get_task
 from ..zoo.weights import sha256_file
 
 FORMAT = "headstart-run/1"
@@ -169,7 +169,7 @@ def restore(est, config: dict, state: dict, run_dir: Path | None = None) -> None
         head.load_state_dict(head_state)
     est.backbone_, est.head_ = backbone, head.eval()  # a frozen backbone stays lazy
     est.backbone_trained_ = bool(info and info["trained"])
-    est.task_ = Task(config["task"]["kind"], config["task"]["classes"])
+    est.task_ = get_task(config["task"]["kind"], config["task"]["classes"])
     thresholds = config.get("thresholds")
     est.thresholds_ = None if thresholds is None else np.array(thresholds, dtype=np.float32)
     est.strategy_ = strategy

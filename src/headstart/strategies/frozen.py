@@ -8,7 +8,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import HeadstartError
 from ..heads import Head, Task
+from ..tasks import Classification, MultiLabel, Regression
 from .base import Strategy
 
 C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
@@ -24,7 +26,7 @@ class LinearProbe(Strategy):
     def fit_head(
         self, features: np.ndarray, targets: np.ndarray, task: Task, seed: int = 0, val=None
     ) -> tuple[Head, dict]:
-        head = Head(features.shape[1], task.out_dim)
+        head = task.build_head(features.shape[1])
         head.fit_normaliser(torch.from_numpy(features))
         x = ((torch.from_numpy(features) - head.shift) / head.scale).numpy()
         weight, bias, info = fit_linear(x, targets, task, seed)
@@ -36,12 +38,15 @@ class LinearProbe(Strategy):
 
 
 def fit_linear(x: np.ndarray, targets: np.ndarray, task: Task, seed: int):
-    """(weight, bias, info) of a regularised linear model for the task, tuned by CV."""
-    if task.kind == "regression":
-        return _ridge(x, targets)
-    if task.kind == "multilabel":
-        return _per_label_logistic(x, targets, seed)
-    return _logistic(x, targets, task.out_dim, seed)
+    """(weight, bias, info) of a regularised linear model for the task, tuned by CV: the solver
+    registered for the task's class (LINEAR_SOLVERS)."""
+    solver = next((f for cls, f in LINEAR_SOLVERS.items() if isinstance(task, cls)), None)
+    if solver is None:
+        raise HeadstartError(
+            f"No linear probe solves the {task.name!r} task. Use a strategy that trains the "
+            "head by gradient descent (mlp-head, fine-tune)."
+        )
+    return solver(x, targets, task, seed)
 
 
 def _logistic(x, y, n_classes, seed):
@@ -109,6 +114,13 @@ def _ridge(x, y):
     return model.coef_.reshape(1, -1), np.array([model.intercept_]), {"alpha": float(model.alpha_)}
 
 
+LINEAR_SOLVERS = {  # task class -> solver(x, targets, task, seed)
+    Classification: lambda x, y, task, seed: _logistic(x, y, task.out_dim, seed),
+    MultiLabel: lambda x, y, task, seed: _per_label_logistic(x, y, seed),
+    Regression: lambda x, y, task, seed: _ridge(x, y),
+}
+
+
 class MLPHead(Strategy):
     """The classic recipe: frozen backbone, pooled features, Dense(1024, ReLU), dropout, softmax."""
 
@@ -120,7 +132,7 @@ class MLPHead(Strategy):
 
     def fit_head(self, features, targets, task: Task, seed: int = 0, val=None):
         torch.manual_seed(seed)
-        head = Head(features.shape[1], task.out_dim, self.hidden, self.dropout)
+        head = task.build_head(features.shape[1], self.hidden, self.dropout)
         x, y = torch.from_numpy(features), torch.from_numpy(targets)
         head.fit_normaliser(x)
         loss_fn = task.loss()

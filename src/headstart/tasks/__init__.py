@@ -1,0 +1,28 @@
+"""Tasks as objects in a registry: what a target is, what the backbone must give, the head, the
+loss, decoding, and one torchmetrics collection shared by the engine and the report."""
+
+from .base import (
+    MULTILABEL_SEP,
+    TASKS,
+    Task,
+    detect_task,
+    get_task,
+    register_task,
+    task_choices,
+)
+from .classification import Classification
+from .multilabel import MultiLabel
+from .regression import Regression
+
+__all__ = [
+    "MULTILABEL_SEP",
+    "TASKS",
+    "Classification",
+    "MultiLabel",
+    "Regression",
+    "Task",
+    "detect_task",
+    "get_task",
+    "register_task",
+    "task_choices",
+]
