@@ -8,7 +8,7 @@ from torch import nn
 
 from ..errors import HeadstartError
 from .base import Task, floats, natural, needs_two_classes, register_task, scalar
-from .metrics import LogLoss
+from .metrics import LogLoss, in_double
 
 
 @register_task
@@ -59,13 +59,13 @@ class Classification(Task):
         n = len(self.classes)
         return MetricCollection(
             {
-                "accuracy": MulticlassAccuracy(n, average="micro"),
+                "accuracy": in_double(MulticlassAccuracy)(n, average="micro"),
                 # macro over classes in the data or the predictions, as sklearn's default
-                "macro_f1": MulticlassF1Score(n, average="macro"),
+                "macro_f1": in_double(MulticlassF1Score)(n, average="macro"),
                 "log_loss": LogLoss(),
-                "precision": MulticlassPrecision(n, average=None),
-                "recall": MulticlassRecall(n, average=None),
-                "f1": MulticlassF1Score(n, average=None),
+                "precision": in_double(MulticlassPrecision)(n, average=None),
+                "recall": in_double(MulticlassRecall)(n, average=None),
+                "f1": in_double(MulticlassF1Score)(n, average=None),
                 "confusion_matrix": MulticlassConfusionMatrix(n),
             },
             compute_groups=False,

@@ -6,10 +6,33 @@ from __future__ import annotations
 
 import torch
 from torchmetrics import Metric
-from torchmetrics.functional.classification import binary_average_precision
 from torchmetrics.utilities import dim_zero_cat
 
 EPS = 1e-15
+
+
+class _InDouble:
+    """Counts divided in float64: torchmetrics divides integer counts in float32, and the
+    report's numbers are scikit-learn's to the last digit."""
+
+    def _final_state(self):
+        return tuple(state.double() for state in super()._final_state())
+
+
+def in_double(metric: type[Metric]) -> type[Metric]:
+    """A torchmetrics stat-score metric class (accuracy, precision, recall, F1) in float64."""
+    return type(metric.__name__, (_InDouble, metric), {})
+
+
+def exact_match() -> Metric:
+    """The share of examples whose every label is right (sklearn's subset accuracy)."""
+    from torchmetrics.classification import MultilabelExactMatch
+
+    class ExactMatch(MultilabelExactMatch):
+        def compute(self) -> torch.Tensor:
+            return self.correct.sum().double() / self.total.sum().clamp(min=1)
+
+    return ExactMatch
 
 
 class LogLoss(Metric):
@@ -76,7 +99,7 @@ class LabelAveragePrecision(Metric):
         scores = torch.full((target.shape[1],), float("nan"), dtype=torch.float64)
         for j in range(target.shape[1]):
             if target[:, j].any():
-                scores[j] = binary_average_precision(probs[:, j], target[:, j], thresholds=None)
+                scores[j] = average_precision(probs[:, j], target[:, j])
         return scores
 
 
@@ -113,3 +136,21 @@ class R2(Metric):
         if total == 0:
             return torch.tensor(1.0 if residual == 0 else 0.0, dtype=torch.float64)
         return 1 - residual / total
+
+
+def average_precision(scores: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """sklearn's average precision in float64: the sum over score thresholds (highest first) of
+    precision times the gain in recall; tied scores form one threshold."""
+    scores = scores.double()
+    order = torch.argsort(scores, descending=True, stable=True)
+    scores, hits = scores[order], positive[order].double()
+    last = torch.cat(
+        [
+            torch.nonzero(scores[1:] != scores[:-1]).flatten(),
+            scores.new_tensor([len(scores) - 1]).long(),
+        ]
+    )
+    tps = hits.cumsum(0)[last]
+    precision = tps / (last + 1).double()
+    recall = tps / tps[-1]
+    return (torch.diff(recall, prepend=recall.new_zeros(1)) * precision).sum()

@@ -9,7 +9,13 @@ from torch import nn
 
 from ..errors import HeadstartError
 from .base import MULTILABEL_SEP, Task, floats, needs_two_classes, register_task, scalar
-from .metrics import ActiveMacroF1, LabelAveragePrecision, MeanAveragePrecision
+from .metrics import (
+    ActiveMacroF1,
+    LabelAveragePrecision,
+    MeanAveragePrecision,
+    exact_match,
+    in_double,
+)
 
 
 @register_task
@@ -71,7 +77,6 @@ class MultiLabel(Task):
     def metrics(self, thresholds: np.ndarray | None = None):
         from torchmetrics import MetricCollection
         from torchmetrics.classification import (
-            MultilabelExactMatch,
             MultilabelF1Score,
             MultilabelPrecision,
             MultilabelRecall,
@@ -93,13 +98,13 @@ class MultiLabel(Task):
 
         return MetricCollection(
             {
-                "micro_f1": at_thresholds(MultilabelF1Score(n, average="micro")),
+                "micro_f1": at_thresholds(in_double(MultilabelF1Score)(n, average="micro")),
                 "macro_f1": at_thresholds(ActiveMacroF1(n)),
                 "mAP": LambdaInputTransformer(MeanAveragePrecision(), transform_target=truth),
-                "subset_accuracy": at_thresholds(MultilabelExactMatch(n)),
-                "precision": at_thresholds(MultilabelPrecision(n, average=None)),
-                "recall": at_thresholds(MultilabelRecall(n, average=None)),
-                "f1": at_thresholds(MultilabelF1Score(n, average=None)),
+                "subset_accuracy": at_thresholds(exact_match()(n)),
+                "precision": at_thresholds(in_double(MultilabelPrecision)(n, average=None)),
+                "recall": at_thresholds(in_double(MultilabelRecall)(n, average=None)),
+                "f1": at_thresholds(in_double(MultilabelF1Score)(n, average=None)),
                 "ap": LambdaInputTransformer(LabelAveragePrecision(), transform_target=truth),
                 "stats": at_thresholds(MultilabelStatScores(n, average=None)),
             },
