@@ -112,7 +112,7 @@ def test_loss_goes_down_and_best_weights_come_back(images, tmp_path):
     batch = torch.stack([decode_for_model(i.path, PRE) for i in val.items]).float() / 255
     batch = (batch - 0.5) / 0.5
     with torch.no_grad():
-        logits = head(backbone.forward_features(batch))
+        logits = head(backbone(batch))
     loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(val.targets))
     assert float(loss) == pytest.approx(best["val_loss"], rel=1e-3)
 

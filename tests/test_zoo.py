@@ -130,7 +130,7 @@ def forward_in_order(backbone, batch) -> tuple[torch.Tensor, dict[int, int]]:
         hooks.append(module.register_forward_pre_hook(hook))
     try:
         with torch.no_grad():
-            features = backbone.forward_features(batch)
+            features = backbone(batch)
     finally:
         for handle in hooks:
             handle.remove()
@@ -226,7 +226,7 @@ def test_groups_partition_after_reset_head(random_init):
     assert not backbone.has_source_head()
     assert_partition(backbone)
     with torch.no_grad():
-        assert backbone.forward_features(batch).shape == (2, entry.cfg.feature_dim)
+        assert backbone(batch).shape == (2, entry.cfg.feature_dim)
 
 
 def test_groups_run_from_input_to_output(random_init):
@@ -304,7 +304,7 @@ def classify(backbone, array: np.ndarray) -> torch.Tensor:
     mean = torch.tensor(pre.mean).view(1, 3, 1, 1)
     std = torch.tensor(pre.std).view(1, 3, 1, 1)
     with torch.no_grad():
-        return backbone.forward_head(backbone.forward_features((x / 255 - mean) / std))[0]
+        return backbone.forward_head(backbone((x / 255 - mean) / std))[0]
 
 
 @pytest.fixture(scope="module", params=[n for n in BUNDLED if n.startswith("efficientnet")])
@@ -332,7 +332,7 @@ def minilm():
 
 def embed(backbone, texts: list[str]) -> torch.Tensor:
     with torch.no_grad():
-        return backbone.forward_features(backbone.tokenize(texts))
+        return backbone(backbone.tokenize(texts))
 
 
 def test_minilm_similarity(minilm):
@@ -395,8 +395,8 @@ def test_image_weights_file_reproduces_the_source(lite0_files, kind):
     assert loaded.cfg.weights.kind == "file"
     x = image_batch(96)
     with torch.no_grad():
-        expected = source.forward_features(x)
-        got = loaded.forward_features(x)
+        expected = source(x)
+        got = loaded(x)
         assert torch.equal(got, expected)
         assert torch.equal(loaded.forward_head(got), source.forward_head(expected))
 
@@ -419,11 +419,11 @@ def test_efficientnet_pytorch_file_in_any_key_order(bundled_lite, tmp_path):
     torch.save({k: state[k] for k in keys}, shuffled)
     x = image_batch(64)
     with torch.no_grad():
-        expected = bundled_lite.forward_features(x)
+        expected = bundled_lite(x)
         for path in (as_safetensors, shuffled):
             loaded = entry.build(weights=path)
             assert loaded.weight_id == sha256_of(path)
-            assert torch.equal(loaded.forward_features(x), expected), path.name
+            assert torch.equal(loaded(x), expected), path.name
 
 
 def test_hub_only_entry_works_from_a_local_file(tmp_path, offline_hub):
@@ -438,7 +438,7 @@ def test_hub_only_entry_works_from_a_local_file(tmp_path, offline_hub):
     assert loaded.weight_id == sha256_of(path)
     x = image_batch(64)
     with torch.no_grad():
-        assert torch.equal(loaded.forward_features(x), source.forward_features(x))
+        assert torch.equal(loaded(x), source(x))
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
