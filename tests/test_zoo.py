@@ -252,6 +252,57 @@ def test_groups_run_from_input_to_output(random_init):
         assert any(p is embeddings for p in groups[0].params)
 
 
+def test_forward_features_are_unpooled_and_forward_pools_them(random_init):
+    entry, backbone, batch = random_init.entry, random_init.backbone, random_init.batch
+    with torch.no_grad():
+        features = backbone.forward_features(batch)
+        pooled = backbone.pool(features, batch)
+    if entry.modality == "image":
+        # timm's final feature map: (B, C, H, W), or (B, tokens, D) for a vision transformer
+        assert features.dim() in (3, 4) and features.shape[0] == 2
+    else:
+        assert features.shape == (2, TEXT_LENGTH, entry.cfg.feature_dim)
+    assert pooled.shape == (2, entry.cfg.feature_dim)
+    assert torch.equal(pooled, random_init.features), "forward(batch) is pool(forward_features)"
+
+
+def test_one_intermediate_per_group_ending_with_the_features(random_init):
+    name, backbone, batch = random_init.name, random_init.backbone, random_init.batch
+    with torch.no_grad():
+        features = backbone.forward_features(batch)
+        found = backbone.forward_intermediates(batch)
+    assert len(found) == len(backbone.groups()), name
+    assert torch.equal(found[-1], features), f"{name}: the last group's output is the features"
+    for tensor in found:
+        assert tensor.shape[0] == 2 and tensor.dim() in (3, 4), (name, tuple(tensor.shape))
+        pooled = backbone.pool_intermediate(tensor, batch)
+        assert pooled.shape == (2, tensor.shape[1 if tensor.dim() == 4 else 2])
+        assert torch.isfinite(pooled).all()
+    if random_init.entry.modality == "text":
+        # the embeddings' output: (B, T, D) token states, never a side table such as MPNet's
+        # relative-position bias (issue 19)
+        assert found[0].shape == (2, TEXT_LENGTH, random_init.entry.cfg.feature_dim)
+
+
+def test_image_intermediates_are_timms_where_they_line_up():
+    """EfficientNet: timm's forward_intermediates(extra_blocks=True) gives the stem, then each
+    stage of `blocks`; the coarse groups are the stem, blocks.0-5, and blocks.6 with the head
+    conv, whose output is forward_features."""
+    from headstart.zoo.image import TimmTaps
+
+    backbone = get_entry("efficientnet_lite0").build(pretrained=False)
+    names = [g.name for g in backbone.groups()]
+    assert names[0] == "0:conv_stem" and names[-1] == "7:blocks.6"
+    assert backbone.taps == TimmTaps(tuple(range(7)), {"extra_blocks": True})
+    x = image_batch(64)
+    with torch.no_grad():
+        found = backbone.forward_intermediates(x)
+        stem = backbone.model.bn1(backbone.model.conv_stem(x))
+        block0 = backbone.model.blocks[0](stem)
+    assert torch.equal(found[0], stem) and torch.equal(found[1], block0)
+    assert [t.shape[1] for t in found] == [32, 16, 24, 40, 80, 112, 192, 1280]
+
+
 def test_contract_covers_every_registered_name():
     assert set(BUNDLED) <= set(registered_names())
     hub_only = {"vgg16", "resnet50", "inception_v3", "mobilenet_v3"}
