@@ -31,6 +31,7 @@ COLOURS = {0: (200, 40, 40), 1: (40, 40, 200)}
 
 def image_backbone():
     """EfficientNet-Lite0 at random init, fed 32-pixel images."""
+    torch.manual_seed(0)  # the same start whatever ran before: some starts train badly at 1e-3
     backbone = get_entry("efficientnet_lite0").build(pretrained=False)
     backbone.reset_head()
     backbone.cfg = dataclasses.replace(backbone.cfg, preprocess=PRE)
@@ -112,7 +113,7 @@ def test_loss_goes_down_and_best_weights_come_back(images, tmp_path):
     batch = torch.stack([decode_for_model(i.path, PRE) for i in val.items]).float() / 255
     batch = (batch - 0.5) / 0.5
     with torch.no_grad():
-        logits = head(backbone.forward_features(batch))
+        logits = head(backbone(batch))
     loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(val.targets))
     assert float(loss) == pytest.approx(best["val_loss"], rel=1e-3)
 

@@ -130,7 +130,7 @@ def forward_in_order(backbone, batch) -> tuple[torch.Tensor, dict[int, int]]:
         hooks.append(module.register_forward_pre_hook(hook))
     try:
         with torch.no_grad():
-            features = backbone.forward_features(batch)
+            features = backbone(batch)
     finally:
         for handle in hooks:
             handle.remove()
@@ -226,7 +226,7 @@ def test_groups_partition_after_reset_head(random_init):
     assert not backbone.has_source_head()
     assert_partition(backbone)
     with torch.no_grad():
-        assert backbone.forward_features(batch).shape == (2, entry.cfg.feature_dim)
+        assert backbone(batch).shape == (2, entry.cfg.feature_dim)
 
 
 def test_groups_run_from_input_to_output(random_init):
@@ -250,6 +250,57 @@ def test_groups_run_from_input_to_output(random_init):
     else:
         embeddings = backbone.model.get_input_embeddings().weight
         assert any(p is embeddings for p in groups[0].params)
+
+
+def test_forward_features_are_unpooled_and_forward_pools_them(random_init):
+    entry, backbone, batch = random_init.entry, random_init.backbone, random_init.batch
+    with torch.no_grad():
+        features = backbone.forward_features(batch)
+        pooled = backbone.pool(features, batch)
+    if entry.modality == "image":
+        # timm's final feature map: (B, C, H, W), or (B, tokens, D) for a vision transformer
+        assert features.dim() in (3, 4) and features.shape[0] == 2
+    else:
+        assert features.shape == (2, TEXT_LENGTH, entry.cfg.feature_dim)
+    assert pooled.shape == (2, entry.cfg.feature_dim)
+    assert torch.equal(pooled, random_init.features), "forward(batch) is pool(forward_features)"
+
+
+def test_one_intermediate_per_group_ending_with_the_features(random_init):
+    name, backbone, batch = random_init.name, random_init.backbone, random_init.batch
+    with torch.no_grad():
+        features = backbone.forward_features(batch)
+        found = backbone.forward_intermediates(batch)
+    assert len(found) == len(backbone.groups()), name
+    assert torch.equal(found[-1], features), f"{name}: the last group's output is the features"
+    for tensor in found:
+        assert tensor.shape[0] == 2 and tensor.dim() in (3, 4), (name, tuple(tensor.shape))
+        pooled = backbone.pool_intermediate(tensor, batch)
+        assert pooled.shape == (2, tensor.shape[1 if tensor.dim() == 4 else 2])
+        assert torch.isfinite(pooled).all()
+    if random_init.entry.modality == "text":
+        # the embeddings' output: (B, T, D) token states, never a side table such as MPNet's
+        # relative-position bias (issue 19)
+        assert found[0].shape == (2, TEXT_LENGTH, random_init.entry.cfg.feature_dim)
+
+
+def test_image_intermediates_are_timms_where_they_line_up():
+    """EfficientNet: timm's forward_intermediates(extra_blocks=True) gives the stem, then each
+    stage of `blocks`; the coarse groups are the stem, blocks.0-5, and blocks.6 with the head
+    conv, whose output is forward_features."""
+    from headstart.zoo.image import TimmTaps
+
+    backbone = get_entry("efficientnet_lite0").build(pretrained=False)
+    names = [g.name for g in backbone.groups()]
+    assert names[0] == "0:conv_stem" and names[-1] == "7:blocks.6"
+    assert backbone.taps == TimmTaps(tuple(range(7)), {"extra_blocks": True})
+    x = image_batch(64)
+    with torch.no_grad():
+        found = backbone.forward_intermediates(x)
+        stem = backbone.model.bn1(backbone.model.conv_stem(x))
+        block0 = backbone.model.blocks[0](stem)
+    assert torch.equal(found[0], stem) and torch.equal(found[1], block0)
+    assert [t.shape[1] for t in found] == [32, 16, 24, 40, 80, 112, 192, 1280]
 
 
 def test_contract_covers_every_registered_name():
@@ -304,7 +355,7 @@ def classify(backbone, array: np.ndarray) -> torch.Tensor:
     mean = torch.tensor(pre.mean).view(1, 3, 1, 1)
     std = torch.tensor(pre.std).view(1, 3, 1, 1)
     with torch.no_grad():
-        return backbone.forward_head(backbone.forward_features((x / 255 - mean) / std))[0]
+        return backbone.forward_head(backbone((x / 255 - mean) / std))[0]
 
 
 @pytest.fixture(scope="module", params=[n for n in BUNDLED if n.startswith("efficientnet")])
@@ -332,7 +383,7 @@ def minilm():
 
 def embed(backbone, texts: list[str]) -> torch.Tensor:
     with torch.no_grad():
-        return backbone.forward_features(backbone.tokenize(texts))
+        return backbone(backbone.tokenize(texts))
 
 
 def test_minilm_similarity(minilm):
@@ -395,8 +446,8 @@ def test_image_weights_file_reproduces_the_source(lite0_files, kind):
     assert loaded.cfg.weights.kind == "file"
     x = image_batch(96)
     with torch.no_grad():
-        expected = source.forward_features(x)
-        got = loaded.forward_features(x)
+        expected = source(x)
+        got = loaded(x)
         assert torch.equal(got, expected)
         assert torch.equal(loaded.forward_head(got), source.forward_head(expected))
 
@@ -419,11 +470,11 @@ def test_efficientnet_pytorch_file_in_any_key_order(bundled_lite, tmp_path):
     torch.save({k: state[k] for k in keys}, shuffled)
     x = image_batch(64)
     with torch.no_grad():
-        expected = bundled_lite.forward_features(x)
+        expected = bundled_lite(x)
         for path in (as_safetensors, shuffled):
             loaded = entry.build(weights=path)
             assert loaded.weight_id == sha256_of(path)
-            assert torch.equal(loaded.forward_features(x), expected), path.name
+            assert torch.equal(loaded(x), expected), path.name
 
 
 def test_hub_only_entry_works_from_a_local_file(tmp_path, offline_hub):
@@ -438,7 +489,7 @@ def test_hub_only_entry_works_from_a_local_file(tmp_path, offline_hub):
     assert loaded.weight_id == sha256_of(path)
     x = image_batch(64)
     with torch.no_grad():
-        assert torch.equal(loaded.forward_features(x), source.forward_features(x))
+        assert torch.equal(loaded(x), source(x))
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -240,7 +240,7 @@ class _Module(pl.LightningModule):
         return batch
 
     def forward(self, inputs) -> torch.Tensor:
-        return self.head(self.backbone.forward_features(inputs)).float()
+        return self.head(self.backbone(inputs)).float()
 
     # -- training
 

@@ -1,9 +1,10 @@
 """Cut layers: score the pooled activations after each parameter group of one backbone.
 
 A tap wraps the backbone so that one forward pass returns, side by side, the pooled output of
-every group (input to output; the last one is the usual embedding). It runs through the ordinary
-Extractor, so decoding, batching, BatchNorm folding, bf16 and the cache all apply; its cache key
-differs from the plain backbone's, so the two never mix.
+every group (input to output; the last one is the usual embedding), read off the backbone's
+forward_intermediates (one unpooled tensor per group; see zoo.backbone). It runs through the
+ordinary Extractor, so decoding, batching, BatchNorm folding, bf16 and the cache all apply; its
+cache key differs from the plain backbone's, so the two never mix.
 
 Reading the profile: where transferability peaks below the top, the groups above the peak have
 specialised to the source task and should be retrained; where it peaks at the top, the
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from ..data.sources import Source
+from ..errors import HeadstartError
 from ..features.extract import Extractor
 from ..zoo.backbone import Backbone
 from .rank import Candidate, Ranking, finish, labels_of, no_transfer_row, prepare, score_features
@@ -27,14 +29,16 @@ PEAK_TOLERANCE = 0.02  # share of the profile's range: a deeper cut this close t
 
 
 class LayerTap(nn.Module):
-    """forward(batch) -> pooled activations after every group, concatenated (input to output)."""
+    """forward(batch) -> pooled output of every group, concatenated (input to output).
+
+    Every group but the last is pooled by the backbone's pool_intermediate; the last group's
+    output is forward_features, pooled as the backbone pools its embedding.
+    """
 
     def __init__(self, backbone: Backbone):
         super().__init__()
         self.inner = backbone
-        groups = backbone.groups()
-        self.group_names = [g.name for g in groups]
-        self.taps = [_output_module(backbone.model, g.modules) for g in groups[:-1]]
+        self.group_names = [g.name for g in backbone.groups()]
         self.name, self.modality = f"{backbone.name}:layers", backbone.modality
         self.weight_id = backbone.weight_id
         self.dims = self._dims()
@@ -45,22 +49,19 @@ class LayerTap(nn.Module):
         return self.inner.preprocess
 
     def forward(self, batch) -> torch.Tensor:
-        pooled, final = self._cuts(batch)
-        return torch.cat([*(p.to(final.dtype) for p in pooled), final], dim=1)
+        cuts = self._cuts(batch)
+        return torch.cat([c.to(cuts[-1].dtype) for c in cuts], dim=1)
 
-    def _cuts(self, batch) -> tuple[list[torch.Tensor], torch.Tensor]:
-        # Looked up by name on every call: BatchNorm folding works on a copy whose norms are
-        # replaced, so modules captured at construction would not be the ones that run.
-        modules = dict(self.inner.model.named_modules())
-        seen: dict[str, torch.Tensor] = {}
-        handles = [modules[name].register_forward_hook(_keep(seen, name)) for name in self.taps]
-        try:
-            final = self.inner.forward_features(batch)
-        finally:
-            for handle in handles:
-                handle.remove()
-        mask = batch.get("attention_mask") if isinstance(batch, dict) else None
-        return [_pool(seen[name], mask) for name in self.taps], final
+    def _cuts(self, batch) -> list[torch.Tensor]:
+        # self.inner is whichever copy runs (BatchNorm folding deep-copies the whole tap)
+        found = self.inner.forward_intermediates(batch)
+        if len(found) != len(self.group_names):
+            raise HeadstartError(
+                f"{self.inner.name} gave {len(found)} intermediate outputs for "
+                f"{len(self.group_names)} parameter groups; expected one per group."
+            )
+        pooled = [self.inner.pool_intermediate(t, batch) for t in found[:-1]]
+        return [*pooled, self.inner.pool(found[-1], batch)]
 
     def _dims(self) -> list[int]:
         if self.modality == "image":
@@ -69,8 +70,7 @@ class LayerTap(nn.Module):
         else:
             batch = self.inner.pad(self.inner.token_ids(["a short example"]))
         with torch.inference_mode():
-            pooled, final = self._cuts(batch)
-        return [p.shape[1] for p in pooled] + [final.shape[1]]
+            return [cut.shape[1] for cut in self._cuts(batch)]
 
     # text extraction asks the backbone for these
     def token_ids(self, texts):
@@ -90,46 +90,8 @@ class LayerExtractor(Extractor):
 
         base = super().model_key
         names = ",".join(self.backbone.group_names)
-        return hashlib.sha256(f"{base}|layers|{names}".encode()).hexdigest()[:32]
-
-
-def _output_module(model: nn.Module, param_names: list[str]) -> str:
-    """The module whose output is the group's output.
-
-    The deepest module holding all of the group's parameters (a block, a transformer layer)
-    when there is one; otherwise (a stem made of a conv and a norm) the owner registered last,
-    which is the last to run in timm's and Hugging Face's models, whose modules are registered
-    in forward order.
-    """
-    owners = {name.rsplit(".", 1)[0] for name in param_names if "." in name}
-    parts = [owner.split(".") for owner in owners]
-    common = []
-    for level in zip(*parts, strict=False):
-        if len(set(level)) != 1:
-            break
-        common.append(level[0])
-    if common:
-        return ".".join(common)
-    order = [name for name, _ in model.named_modules()]
-    return max(owners, key=order.index)
-
-
-def _keep(seen: dict, name: str):
-    def hook(_module, _inputs, output):
-        seen[name] = output[0] if isinstance(output, tuple | list) else output
-
-    return hook
-
-
-def _pool(activation: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    if activation.dim() == 4:  # (B, C, H, W)
-        return activation.mean(dim=(2, 3))
-    if activation.dim() == 3:  # (B, T, H) token states
-        if mask is None:
-            return activation.mean(dim=1)
-        weights = mask.unsqueeze(-1).to(activation.dtype)
-        return (activation * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
-    return activation.flatten(1)
+        # v2: cuts read off forward_intermediates (some differ from the old hooks' modules)
+        return hashlib.sha256(f"{base}|layers-v2|{names}".encode()).hexdigest()[:32]
 
 
 # ---- scoring -------------------------------------------------------------------------------
@@ -173,7 +135,7 @@ def layer_features(source: Source, candidate: Candidate, **extract):
 
     if candidate.pretrained:
         lazy = load_backbone(candidate.model, source.modality, candidate.weights)
-        backbone = materialize(lazy)  # the tap needs the network itself to hook into
+        backbone = materialize(lazy)  # the tap needs the network itself, not only its identity
     else:
         backbone = get_entry(candidate.model).build(pretrained=False)
     tap = LayerTap(backbone)

@@ -167,7 +167,7 @@ class Contrastive(Strategy):
                         batch = {k: v.to(device) for k, v in padded.items()}
                         target = torch.from_numpy(chunk[:, 2]).float().to(device)
                         with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
-                            embedded = backbone.forward_features(batch).float()
+                            embedded = backbone(batch).float()
                         u, v = embedded[where[:, 0]], embedded[where[:, 1]]
                         loss = nn.functional.mse_loss(
                             nn.functional.cosine_similarity(u, v, dim=-1), target

@@ -192,6 +192,16 @@ class AdapterView(Backbone):
     def forward_features(self, batch):
         return self.inner.forward_features(batch)
 
+    def pool(self, features, batch):
+        return self.inner.pool(features, batch)
+
+    def forward_intermediates(self, batch):
+        # one group (the adapters, spread over the layers): its output is the encoder's output
+        return [self.forward_features(batch)]
+
+    def pool_intermediate(self, tensor, batch):
+        return self.inner.pool_intermediate(tensor, batch)
+
     def groups(self) -> list[ParamGroup]:
         group = ParamGroup("lora")
         for name, param in self.inner.named_parameters():

@@ -1,7 +1,17 @@
-"""The one interface every backbone answers, whatever its modality.
+"""The one interface every backbone answers, whatever its modality (timm's contract).
 
-- forward_features(batch) -> (B, feature_dim) pooled embedding
-- forward_head(features) -> source-task logits, when the weights carry a source head
+- forward_features(batch) -> UNPOOLED features: images (B, C, H, W), the final feature map in
+  timm's meaning (token models: (B, N, D)); texts (B, T, D), the last hidden states
+- pool(features, batch) -> (B, feature_dim): the embedding the cache stores (images: timm's
+  forward_head(..., pre_logits=True); texts: masked mean / cls / last token, then optional
+  normalisation, as the preprocess config says)
+- forward(batch) = pool(forward_features(batch), batch): the pooled embedding, so `backbone(batch)`
+  is what extraction and training call
+- forward_intermediates(batch) -> one unpooled tensor per group of groups(), input to output (the
+  output of each group); the last one is forward_features(batch)
+- pool_intermediate(tensor, batch) -> (B, channels): any intermediate pooled (spatial mean of a
+  4-D map, masked token mean of 3-D token states)
+- forward_head(pooled) -> source-task logits, when the weights carry a source head
 - groups() -> ordered parameter groups, input to output, without the source head
 - reset_head() drops the source head
 """
@@ -46,11 +56,21 @@ class Backbone(nn.Module):
     def preprocess(self):
         return self.cfg.preprocess
 
-    def forward(self, batch):
-        return self.forward_features(batch)
+    def forward(self, batch) -> torch.Tensor:
+        return self.pool(self.forward_features(batch), batch)
 
     def forward_features(self, batch) -> torch.Tensor:
         raise NotImplementedError
+
+    def pool(self, features: torch.Tensor, batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_intermediates(self, batch) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def pool_intermediate(self, tensor: torch.Tensor, batch) -> torch.Tensor:
+        mask = batch.get("attention_mask") if isinstance(batch, dict) else None
+        return pool_intermediate(tensor, mask)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"{self.name} has no source-task head.")
@@ -66,3 +86,15 @@ class Backbone(nn.Module):
 
     def has_source_head(self) -> bool:
         return bool(self.head_parameters())
+
+
+def pool_intermediate(tensor: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, channels) from a 4-D map (spatial mean) or 3-D token states (masked token mean)."""
+    if tensor.dim() == 4:  # (B, C, H, W)
+        return tensor.mean(dim=(2, 3))
+    if tensor.dim() == 3:  # (B, T, D)
+        if mask is None:
+            return tensor.mean(dim=1)
+        weights = mask.unsqueeze(-1).to(tensor.dtype)
+        return (tensor * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+    return tensor.flatten(1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from timm.models import create_model, group_parameters
 from torch import nn
@@ -18,9 +20,23 @@ class TimmBackbone(Backbone):
     def __init__(self, name: str, cfg: PretrainedCfg, weight_id: str, model: nn.Module):
         super().__init__(name, cfg, weight_id)
         self.model = model
+        # Where each group's output is taken, planned on the model as built: a BatchNorm-folded
+        # copy has fewer parameters, but (deep-copied) it keeps this plan.
+        self.taps = plan_taps(model, self.groups())
 
     def forward_features(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_head(self.model.forward_features(batch), pre_logits=True)
+        """timm's final feature map, unpooled: (B, C, H, W), or (B, N, D) for token models."""
+        return self.model.forward_features(batch)
+
+    def pool(self, features: torch.Tensor, batch=None) -> torch.Tensor:
+        return self.model.forward_head(features, pre_logits=True)
+
+    def forward_intermediates(self, batch: torch.Tensor) -> list[torch.Tensor]:
+        """The output of every group, input to output; the last is forward_features(batch)."""
+        if isinstance(self.taps, TimmTaps):
+            final, found = self.model.forward_intermediates(batch, **self.taps.kwargs)
+            return [found[i] for i in self.taps.indices] + [final]
+        return _hooked(self.model, self.taps, batch)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         head = self.model.get_classifier()
@@ -47,6 +63,117 @@ class TimmBackbone(Backbone):
                 label = ".".join(first[:2]) if first[0] == "blocks" else first[0]
                 out.append(ParamGroup(f"{index}:{label}", params, sorted(names)))
         return out
+
+
+# ---- where each group's output is taken --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimmTaps:
+    """Group i's output is timm's forward_intermediates(x, **kwargs)[1][indices[i]]."""
+
+    indices: tuple[int, ...]
+    kwargs: dict = field(default_factory=dict)
+
+
+def plan_taps(model: nn.Module, groups: list[ParamGroup]) -> TimmTaps | list[str]:
+    """How to read the output of every group but the last (whose output is forward_features).
+
+    timm's own forward_intermediates where its taps line up with the groups, one for one (the
+    EfficientNet family with extra_blocks: stem, then every stage of `blocks`; ResNet: act1, then
+    layer1..4). Otherwise the output of one module per group, by name (see _output_module).
+    """
+    names = _timm_tap_names(model)
+    if names is not None:
+        kwargs = {"extra_blocks": True} if names[0] == "bn1" and _takes_extra_blocks(model) else {}
+        span = _spans(model)
+        lined_up = len(names) >= len(groups) - 1 and all(
+            _ends_group(span, names[i], groups[i], groups[i + 1]) for i in range(len(groups) - 1)
+        )
+        if lined_up:
+            return TimmTaps(tuple(range(len(groups) - 1)), kwargs)
+    return [_output_module(model, group) for group in groups[:-1]]
+
+
+def _takes_extra_blocks(model: nn.Module) -> bool:
+    import inspect
+
+    return "extra_blocks" in inspect.signature(model.forward_intermediates).parameters
+
+
+def _timm_tap_names(model: nn.Module) -> list[str] | None:
+    """The module each of timm's forward_intermediates outputs comes from, in order."""
+    if not hasattr(model, "forward_intermediates"):
+        return None
+    if _takes_extra_blocks(model) and hasattr(model, "blocks") and hasattr(model, "bn1"):
+        return ["bn1", *(f"blocks.{i}" for i in range(len(model.blocks)))]
+    info = getattr(model, "feature_info", None)
+    return [f["module"] for f in info] if info else None
+
+
+def _spans(model: nn.Module) -> dict[str, tuple[int, int]]:
+    """name -> (first, last) position in registration order of the module and its submodules;
+    timm registers modules in the order the forward pass runs them."""
+    order = [name for name, _ in model.named_modules()]
+    last = {}
+    for position, name in enumerate(order):
+        parts = name.split(".") if name else []
+        for depth in range(len(parts) + 1):
+            last[".".join(parts[:depth])] = position
+    return {name: (position, last[name]) for position, name in enumerate(order)}
+
+
+def _owner_positions(span: dict, group: ParamGroup) -> list[int]:
+    return [span[n.rsplit(".", 1)[0] if "." in n else ""][0] for n in group.modules]
+
+
+def _ends_group(span: dict, module: str, group: ParamGroup, following: ParamGroup) -> bool:
+    """True where `module` runs after every parameter of `group` and before `following`."""
+    if module not in span:
+        return False
+    end = span[module][1]
+    return max(_owner_positions(span, group)) <= end < min(_owner_positions(span, following))
+
+
+def _output_module(model: nn.Module, group: ParamGroup) -> str:
+    """The module whose output is the group's output: of the largest modules whose parameters all
+    belong to the group (a block, a stage, the stem's conv and its norm), the one registered last,
+    which in timm's models is the last to run."""
+    inside = set(group.modules)
+    whole = []
+    for name, module in model.named_modules():
+        params = [f"{name}.{p}" if name else p for p, _ in module.named_parameters()]
+        if params and all(p in inside for p in params):
+            whole.append(name)
+    top = [n for n in whole if not any(n.startswith(f"{w}.") for w in whole if w != n)]
+    if not top:
+        raise HeadstartError(
+            f"No module of {type(model).__name__} holds only parameters of group {group.name}; "
+            "its layers cannot be cut. Rank the whole model instead (without --layers)."
+        )
+    span = _spans(model)
+    return max(top, key=lambda n: span[n][1])
+
+
+def _hooked(model: nn.Module, taps: list[str], batch: torch.Tensor) -> list[torch.Tensor]:
+    """forward_features with the output of each tapped module kept. Modules are looked up by name
+    on every call: a BatchNorm-folded copy replaces some, and its own must be the ones tapped."""
+    modules = dict(model.named_modules())
+    seen: dict[str, torch.Tensor] = {}
+
+    def keep(name):
+        def hook(_module, _inputs, output):
+            seen[name] = output
+
+        return hook
+
+    handles = [modules[name].register_forward_hook(keep(name)) for name in set(taps)]
+    try:
+        final = model.forward_features(batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [seen[name] for name in taps] + [final]
 
 
 def timm_preprocess(model: nn.Module) -> ImagePreprocess:

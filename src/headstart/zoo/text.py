@@ -70,19 +70,50 @@ class HFTextBackbone(Backbone):
         return sum(int(n) > limit for n in lengths)
 
     def forward_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        mask = batch["attention_mask"]
-        inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask")}
-        hidden = self.model(**inputs).last_hidden_state
-        pooled = pool(hidden, mask, self.preprocess.pooling)
+        """(B, T, D) last hidden states."""
+        return self.model(**_inputs(batch)).last_hidden_state
+
+    def pool(self, features: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        pooled = pool(features, batch["attention_mask"], self.preprocess.pooling)
         if self.preprocess.normalize:
             pooled = nn.functional.normalize(pooled, dim=-1)
         return pooled
+
+    def forward_intermediates(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """The output of each group from Hugging Face's hidden states: the embeddings' output,
+        then each layer's; a trailing group (final norm, pooler) gets the last hidden state.
+
+        GPT-2 and T5 apply their final norm to the last layer's entry of hidden_states, so there
+        the last layer's output is already normalised, as in their last hidden state.
+        """
+        out = self.model(**_inputs(batch), output_hidden_states=True)
+        states, last = out.hidden_states, out.last_hidden_state
+        groups = self.groups()
+        layers = sum(g.name.startswith("layer.") for g in groups)
+        if len(states) != layers + 1:
+            raise HeadstartError(
+                f"{self.name}: the encoder returned {len(states)} hidden states for {layers} "
+                "layers; expected one per layer plus the embeddings. Its layers cannot be cut."
+            )
+        found = []
+        for group in groups:
+            if group.name == "embeddings":
+                found.append(states[0])
+            elif group.name.startswith("layer."):
+                found.append(states[int(group.name.removeprefix("layer.")) + 1])
+            else:  # "final": what follows the layers
+                found.append(last)
+        return found
 
     def reset_head(self) -> None:
         pass  # encoders are loaded without a task head
 
     def groups(self) -> list[ParamGroup]:
         return layer_groups(self.model)
+
+
+def _inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask")}
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
