@@ -1,6 +1,6 @@
 """Embedder: a frozen pre-trained backbone as a scikit-learn transformer.
 
-    Pipeline([("embed", Embedder("minilm_l6")), ("clf", LogisticRegression())]).fit(texts, y)
+Pipeline([("embed", Embedder("minilm_l6")), ("clf", LogisticRegression())]).fit(texts, y)
 """
 
 from __future__ import annotations
