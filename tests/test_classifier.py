@@ -226,7 +226,7 @@ def test_linear_probe_on_five_faces_per_class_beats_chance(tmp_path, lfw):
 
 
 def test_auto_records_and_prints_its_choice(small, tmp_path, capsys):
-    clf = make("auto", verbose=True, run_dir=str(tmp_path / "run")).fit(small)
+    clf = make("auto", verbose=True).fit(small, run_dir=str(tmp_path / "run"))
     assert clf.strategy == "auto"  # the parameter stays as given
     assert clf.strategy_name_ == "linear-probe"
     assert "few labels" in clf.strategy_reason_
@@ -259,7 +259,7 @@ def test_unknown_parameter_lists_allowed_names():
         ImageClassifier(epoch=3)
     message = str(caught.value)
     assert "'epoch'" in message and "Allowed:" in message
-    assert all(name in message for name in ("strategy", "per_class", "run_dir"))
+    assert all(name in message for name in ("strategy", "per_class", "verbose"))
     with pytest.raises(HeadstartError, match="Did you mean 'strategy'"):
         ImageClassifier().set_params(stratgy="linear-probe")
 
@@ -353,7 +353,7 @@ def test_multilabel_table(table, tmp_path):
     root, pictures = table
     median = float(np.median([b for _, _, b in pictures]))
     rows = [(p, f"{c}|bright" if b > median else c) for p, c, b in pictures]
-    clf = make("linear-probe", run_dir=str(tmp_path / "run")).fit(write_table(root, rows))
+    clf = make("linear-probe").fit(write_table(root, rows), run_dir=str(tmp_path / "run"))
     assert clf.task_.kind == "multilabel"
     assert clf.task_.classes == ["bright", "face", "not-face"]
     assert clf.thresholds_ is not None and len(clf.thresholds_) == 3
@@ -384,7 +384,7 @@ def test_regression_table(table):
 @pytest.fixture
 def run_dir(small, tmp_path) -> Path:
     run = tmp_path / "run"
-    make("linear-probe", run_dir=str(run)).fit(small)
+    make("linear-probe").fit(small, run_dir=str(run))
     return run
 
 

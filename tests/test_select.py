@@ -273,8 +273,8 @@ def test_pixels_strategy_round_trip(tmp_path):
     from headstart.estimators import ImageClassifier
 
     data = write_digits(tmp_path / "digits", per_class=15)
-    clf = ImageClassifier(strategy="pixels:side=8,grey=true", verbose=False, run_dir=tmp_path / "r")
-    clf.fit(data)
+    clf = ImageClassifier(strategy="pixels:side=8,grey=true", verbose=False)
+    clf.fit(data, run_dir=tmp_path / "r")
     assert clf.backbone_ is None and clf.metrics_["accuracy"] >= 0.8
     config = json.loads((tmp_path / "r" / "config.json").read_text())
     assert config["head"]["kind"] == "pixels" and config["head"]["features"] == 64
@@ -298,8 +298,8 @@ def test_fit_model_auto_records_the_ranking(lfw, tmp_path, capsys, monkeypatch):
     # two candidates instead of every bundled one, to stay quick; the control must lose
     controls = [Candidate(LITE0, pretrained=False), Candidate(LITE0)]
     monkeypatch.setattr(rank, "default_candidates", lambda modality: controls)
-    clf = ImageClassifier(model="auto", strategy="linear-probe", run_dir=tmp_path / "run")
-    clf.fit(lfw)
+    clf = ImageClassifier(model="auto", strategy="linear-probe")
+    clf.fit(lfw, run_dir=tmp_path / "run")
     chosen = clf.fit_info_["model_selection"]["chosen"]
     assert chosen == LITE0 and clf.backbone_.name == chosen
     config = json.loads((tmp_path / "run" / "config.json").read_text())

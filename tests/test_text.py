@@ -142,7 +142,7 @@ def load_without_unpickling(run_dir: Path) -> TextClassifier:
 def test_fast_strategies_on_a_table(strategy, tables, tmp_path):
     train, held_out = tables
     run = tmp_path / "run"
-    clf = make(strategy, run_dir=str(run)).fit(train, val=held_out)
+    clf = make(strategy).fit(train, val=held_out, run_dir=str(run))
     assert clf.strategy_name_ == strategy and clf.task_.classes == CLASSES
     assert clf.fit_info_["n_train"] == 32 and clf.fit_info_["n_val"] == 8
     assert clf.metrics_["n"] == 8
@@ -219,7 +219,7 @@ def test_tfidf_other_tasks(kind, tmp_path):
         labels = [y + ("|film" if "film" in t else "") for t, y in zip(TRAIN, TRAIN_Y, strict=True)]
     else:
         labels = [f"{(y == 'pos') + 0.01 * i:.2f}" for i, y in enumerate(TRAIN_Y)]
-    clf = make("tfidf", run_dir=str(tmp_path / "run")).fit(TRAIN, y=labels)
+    clf = make("tfidf").fit(TRAIN, labels, run_dir=str(tmp_path / "run"))
     assert clf.task_.kind == kind
     outputs = clf.predict_proba(HELD_OUT)
     loaded = TextClassifier.load(tmp_path / "run")
@@ -237,7 +237,7 @@ def test_tfidf_is_for_texts_only(tmp_path):
 def test_trainable_strategies_one_epoch(strategy, tmp_path, minilm, trained_weights_kept):
     texts, labels = TRAIN[:8] + TRAIN[16:24], TRAIN_Y[:8] + TRAIN_Y[16:24]
     run = tmp_path / "run"
-    clf = make(strategy, lr_decay=0.8, run_dir=str(run)).fit(texts, y=labels)
+    clf = make(strategy, lr_decay=0.8).fit(texts, labels, run_dir=str(run))
     first = [0] if strategy == "freeze-unfreeze" else []  # head-first: its start, scored
     assert clf.backbone_trained_ and [e["epoch"] for e in clf.history_] == [*first, 1]
     assert clf.metrics_["n"] == 4  # 2 of each class held out by the default split
@@ -274,7 +274,7 @@ def test_layer_wise_lr_decay(strategy, minilm):
 
 def test_auto_picks_linear_probe_for_few_labels_and_says_why(tables, tmp_path, capsys):
     run = tmp_path / "run"
-    clf = make("auto", verbose=True, run_dir=str(run)).fit(tables[0])
+    clf = make("auto", verbose=True).fit(tables[0], run_dir=str(run))
     assert clf.strategy_name_ == "linear-probe" and "few labels" in clf.strategy_reason_
     assert f"strategy auto -> linear-probe: {clf.strategy_reason_}" in capsys.readouterr().err
     assert clf.strategy_reason_ in (run / "report.md").read_text()
@@ -307,7 +307,7 @@ def test_long_texts_are_truncated_and_counted(tmp_path, minilm):
     assert count_truncated(minilm.tokenizer, ["word " * (limit - 3)], limit) == 0  # fits exactly
     assert count_truncated(minilm.tokenizer, ["word " * (limit - 1)], limit) == 1
     run = tmp_path / "run"
-    clf = make("linear-probe", run_dir=str(run)).fit(texts, val=(HELD_OUT, HELD_OUT_Y), y=labels)
+    clf = make("linear-probe").fit(texts, labels, val=(HELD_OUT, HELD_OUT_Y), run_dir=str(run))
     assert clf.fit_info_["truncated_rows"] == 2 and clf.fit_info_["max_length"] == limit
     assert f"| truncated texts (over {limit} tokens) | 2 |" in (run / "report.md").read_text()
     assert clf.predict([long_texts["pos"]]) == ["pos"]
@@ -328,9 +328,9 @@ def test_bad_rows_are_skipped_with_row_numbers(bad):
     for name, want in expect.items():
         if "error" in want:
             with pytest.raises(HeadstartError, match=re.escape(want["error"])):
-                clf.transform(folder / name)
+                clf.embeddings(folder / name)
             continue
-        found = clf.transform(folder / name)
+        found = clf.embeddings(folder / name)
         assert [i.id for i in found.items] == want["ids"], name
         assert [s.id for s in found.skipped] == list(want["skipped"]), name
         for skip in found.skipped:
@@ -338,7 +338,7 @@ def test_bad_rows_are_skipped_with_row_numbers(bad):
         if "longest" in want:
             assert max(len(i.text) for i in found.items) == want["longest"]
     # to predict, a row needs a text, not a label
-    unlabelled = clf.transform(folder / "bad_line.jsonl", labels=False)
+    unlabelled = clf.embeddings(folder / "bad_line.jsonl", labels=False)
     assert [i.id for i in unlabelled.items] == ["1", "3"]
     with pytest.raises(HeadstartError, match=r"1 of 3 inputs cannot be used \(first: 2: not valid"):
         clf.predict(folder / "bad_line.jsonl")
@@ -371,7 +371,7 @@ def test_bad_tables_are_one_line_errors(bad, tmp_path):
             make("tfidf").fit(data)
         assert "\n" not in str(caught.value)
     with pytest.raises(HeadstartError, match=r"no column 'body'; found columns \['text', 'lab"):
-        make("tfidf", text_col="body").fit(one_class)
+        make("tfidf").fit(one_class, text_col="body")
 
 
 def test_empty_texts(tmp_path):
@@ -390,9 +390,11 @@ def test_text_columns_by_name(tmp_path):
     path = tmp_path / "reviews.jsonl"
     rows = [{"body": t, "stars": y, "text": "decoy"} for t, y in zip(TRAIN, TRAIN_Y, strict=True)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    clf = make("tfidf", text_col="body", label_col="stars").fit(path, val=path)
+    clf = make("tfidf").fit(path, val=path, text_col="body", label_col="stars")
     assert clf.metrics_["accuracy"] == 1.0  # the decoy column would give chance
-    assert clf.get_params()["text_col"] == "body"
+    assert clf.text_col_ == "body" and clf.label_col_ == "stars"  # fitted state, not params
+    assert "text_col" not in clf.get_params()
+    assert clf.evaluate(path)["accuracy"] == 1.0  # the columns fit read, by default
 
 
 # ---- a real benchmark, when the data is there --------------------------------------------------

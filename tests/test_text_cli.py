@@ -74,7 +74,7 @@ def test_tfidf_on_json_lines_with_named_columns(tmp_path):
     )  # fmt: skip
     assert "skipped (training data): 41: not valid JSON" in fitted.stderr
     config = json.loads((run / "config.json").read_text())
-    assert config["backbone"] is None and config["params"]["text_col"] == "review"
+    assert config["backbone"] is None and config["columns"]["text_col"] == "review"
     assert (run / "tfidf.json").is_file()
     predicting = start("predict", run, "--text", "a wonderful film")
     evaluating = start("evaluate", run, data, "--json")  # the run's columns by default

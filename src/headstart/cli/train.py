@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from ..errors import HeadstartError
+from ..predict import records
 from .console import err, out
 
 ESTIMATORS = {"image": "ImageClassifier", "text": "TextClassifier"}
@@ -86,16 +87,19 @@ def fit(
         patience=patience,
         val_fraction=val_fraction,
         per_class=per_class,
-        text_col=text_col,
-        label_col=label_col,
         precision=precision,
         device=device,
         weights=str(weights) if weights else None,
         augment=not no_augment,
+    )
+    est.fit(
+        source,
+        val=val,
+        text_col=text_col,
+        label_col=label_col,
         run_dir=str(out_dir),
         resume=resume,
     )
-    est.fit(source, val=val)
     if est.model_selection_:
         chosen = est.model_selection_
         err.print(f"model: {chosen['chosen']} (auto: {chosen['reason']})", markup=False)
@@ -119,8 +123,7 @@ def evaluate(
     """Metrics of a fitted run on labelled DATA; writes a confusion matrix next to the run."""
     est = load_any(run_dir)
     _check_task(est, task, run_dir)
-    _set_columns(est, text_col, label_col)
-    metrics = est.evaluate(data)
+    metrics = est.evaluate(data, text_col=text_col, label_col=label_col)
     target = run_dir / f"eval-{Path(data).resolve().name}"
     target.mkdir(exist_ok=True)
     from ..runs.store import write_json
@@ -159,8 +162,7 @@ def predict(
     _check_task(est, task, run_dir)
     inputs, text = inputs or [], text or []
     if est.modality == "text":
-        _set_columns(est, text_col, None)
-        _predict_texts(est, inputs, text, as_json)
+        _predict_texts(est, inputs, text, as_json, text_col)
         return
     if text:
         raise HeadstartError(
@@ -176,8 +178,7 @@ def predict(
             )
         else:
             files.append(path)
-    embeddings = est.transform(source_from_paths(files))
-    rows = prediction_rows(est, embeddings, [str(f) for f in files])
+    rows = records(est, source_from_paths(files), order=[str(f) for f in files])
     if as_json:
         out.print_json(json.dumps(rows))
         return
@@ -188,8 +189,11 @@ def predict(
             out.print(f"{row['input']}\t{row['label']}\t{row.get('probability', '')}", markup=False)
 
 
-def _predict_texts(est, tables: list[Path], texts: list[str], as_json: bool) -> None:
-    """--text values first, then every row of every table, in order; ids are FILE:ROW."""
+def _predict_texts(
+    est, tables: list[Path], texts: list[str], as_json: bool, text_col: str | None
+) -> None:
+    """--text values first, then every row of every table, in order; ids are FILE:ROW.
+    text_col: the tables' text column (default: the one fit read)."""
     from ..data.sources import Skip, Source, read_source, source_from_texts
 
     if not tables and not texts:
@@ -213,16 +217,15 @@ def _predict_texts(est, tables: list[Path], texts: list[str], as_json: bool) -> 
 
     add(source_from_texts(texts), lambda n: f"--text {n}", lambda n: {"input": texts[n - 1]})
     for path in tables:
-        table = read_source(path, text_col=est.text_col, labels=False)
+        table = read_source(path, text_col=text_col or est.text_col_, labels=False)
         if table.modality != "text":
             raise HeadstartError(
                 f"'{path}' holds images; this run classifies texts. Pass a CSV, TSV or JSON "
                 "Lines table with a text column (--text-col), or --text."
             )
         add(table, lambda n, p=path: f"{p}:{n}", lambda n, p=path: {"input": str(p), "row": n})
-    embeddings = est.transform(Source("text", items, skipped, origin="inputs"))
     rows = []
-    for row in prediction_rows(est, embeddings, order):
+    for row in records(est, Source("text", items, skipped, origin="inputs"), order=order):
         rows.append({**shown[row["input"]], **{k: v for k, v in row.items() if k != "input"}})
     if as_json:
         out.print_json(json.dumps(rows))
@@ -247,35 +250,6 @@ def _check_task(est, task: str | None, run_dir: Path) -> None:
             f"--task {task} does not match the run in '{run_dir}', which was fitted for "
             f"{est.task_.kind}. Drop --task, or fit a new run with --task {task}."
         )
-
-
-def _set_columns(est, text_col: str | None, label_col: str | None) -> None:
-    """Columns given on the command line replace those the run was fitted with."""
-    if text_col is not None:
-        est.set_params(text_col=text_col)
-    if label_col is not None:
-        est.set_params(label_col=label_col)
-
-
-def prediction_rows(est, embeddings, order: list[str]) -> list[dict]:
-    """One row per input, in input order: label (and probability) or the reason it failed."""
-    outputs = est._outputs_for(embeddings) if embeddings.items else None
-    labels = est.decode(outputs) if outputs is not None else []
-    found = {}
-    for index, (item, label) in enumerate(zip(embeddings.items, labels, strict=True)):
-        row = {"input": item.id, "label": label}
-        if est.task_.kind == "classification":
-            row["probability"] = round(float(outputs[index].max()), 4)
-        elif est.task_.kind == "multilabel":
-            row["probabilities"] = {
-                c: round(float(p), 4)
-                for c, p in zip(est.task_.classes, outputs[index], strict=True)
-            }
-        found[item.id] = row
-    for skip in embeddings.skipped:
-        found[skip.id] = {"input": skip.id, "error": skip.reason}
-    rows = [found.pop(key) for key in order if key in found]
-    return rows + list(found.values())
 
 
 def load_any(run_dir: Path):

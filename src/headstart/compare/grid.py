@@ -178,8 +178,6 @@ def run_cell(cell: Cell, settings: Settings, train: Source, val: Source | None) 
         seed=cell.seed,
         per_class=cell.per_class,
         val_fraction=settings.val_fraction,
-        text_col=settings.text_col,
-        label_col=settings.label_col,
         verbose=False,
     )
     row = {
@@ -189,7 +187,7 @@ def run_cell(cell: Cell, settings: Settings, train: Source, val: Source | None) 
     }
     try:
         started = time.perf_counter()
-        est.fit(train, val=val)
+        est.fit(train, val=val, text_col=settings.text_col, label_col=settings.label_col)
         train_seconds = time.perf_counter() - started
         # fit already predicted the test set (VAL, or its held-out split): evaluate would repeat it
         metrics, predict_seconds = est.metrics_, est.fit_info_["val_predict_seconds"]

@@ -1,7 +1,8 @@
-"""scikit-learn-shaped estimators: fit returns self; predict, evaluate, save, load."""
+"""scikit-learn estimators: fit(X, y) returns self; predict, score, transform, save, load."""
 
-from .base import TransferEstimator
+from .base import NotFittedError, TransferEstimator
+from .embedder import Embedder
 from .image import ImageClassifier
 from .text import TextClassifier
 
-__all__ = ["TransferEstimator", "ImageClassifier", "TextClassifier"]
+__all__ = ["Embedder", "ImageClassifier", "NotFittedError", "TextClassifier", "TransferEstimator"]

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+import sklearn.exceptions
 import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from ..api.embed import load_backbone
 from ..data.images import is_image_path
@@ -18,9 +20,9 @@ from ..data.sources import Item, Skip, Source, read_source, source_from_paths, s
 from ..data.split import per_class as take_per_class
 from ..data.split import split
 from ..errors import HeadstartError, check_choice, did_you_mean
-from ..features.extract import Extractor
+from ..features.extract import Embeddings, Extractor
 from ..features.speed import resolve_device
-from ..heads import TASKS, Head, Task, detect_task, task_choices
+from ..heads import TASKS, Head, Task, detect_task, get_task, task_choices
 from ..strategies import STRATEGIES, get_strategy
 from ..strategies.base import check_strategy, parse_strategy
 from ..zoo.entry import materialize
@@ -29,11 +31,22 @@ from .auto import choose_strategy
 LAYER_SCAN_MAX_ITEMS = 2000  # above this, the extra pass over the data is no longer cheap
 
 
-class NotFittedError(HeadstartError):
-    pass
+class NotFittedError(HeadstartError, sklearn.exceptions.NotFittedError):
+    """Used before fit: headstart's one-line error, and scikit-learn's NotFittedError (so also a
+    ValueError and an AttributeError), which model-selection tools and checks catch."""
 
 
-class TransferEstimator:
+class TransferEstimator(ClassifierMixin, BaseEstimator):
+    """Transfer from a pre-trained backbone: fit(X, y) with scikit-learn's contract.
+
+    Constructor arguments are the hyper-parameters (what clone, get_params and GridSearchCV
+    handle). Where the data's columns are (text_col, label_col), where the run is written
+    (run_dir) and resume are facts about one fit's input and output, not about the model: they
+    are keyword arguments of fit. verbose, device, precision and workers stay in the constructor,
+    as scikit-learn keeps verbose and n_jobs there: they choose how the work runs, not what is
+    learnt, and a clone must run the same way.
+    """
+
     modality: ClassVar[str] = ""
 
     def __init__(
@@ -52,22 +65,19 @@ class TransferEstimator:
         patience: int = 3,
         val_fraction: float = 0.2,
         per_class: int | None = None,
-        text_col: str | None = None,
-        label_col: str | None = None,
         precision: str = "auto",
         device: str = "auto",
         weights: str | None = None,
         augment: bool = True,
         workers: int | None = None,
-        run_dir: str | None = None,
-        resume: bool = False,
         verbose: bool = True,
         **unknown,
     ):
         if unknown:
             name = next(iter(unknown))
+            moved = _MOVED_TO_FIT.get(name, "")
             raise HeadstartError(
-                f"{type(self).__name__} got an unknown parameter {name!r}."
+                f"{type(self).__name__} got an unknown parameter {name!r}.{moved}"
                 f"{did_you_mean(name, self._param_names())} Allowed: "
                 f"{', '.join(self._param_names())}."
             )
@@ -80,10 +90,8 @@ class TransferEstimator:
             patience,
         )
         self.val_fraction, self.per_class = val_fraction, per_class
-        self.text_col, self.label_col = text_col, label_col
         self.precision, self.device, self.weights = precision, device, weights
-        self.augment, self.workers, self.run_dir = augment, workers, run_dir
-        self.resume, self.verbose = resume, verbose
+        self.augment, self.workers, self.verbose = augment, workers, verbose
 
     # -- scikit-learn protocol --------------------------------------------------------------
 
@@ -93,31 +101,84 @@ class TransferEstimator:
         return [p for p in sig.parameters if p not in ("self", "unknown")]
 
     def get_params(self, deep: bool = True) -> dict:
+        """The constructor's arguments (no nested estimators, so deep changes nothing)."""
         return {name: getattr(self, name) for name in self._param_names()}
 
     def set_params(self, **params) -> TransferEstimator:
         for name, value in params.items():
             if name not in self._param_names():
+                moved = _MOVED_TO_FIT.get(name, "")
                 raise HeadstartError(
-                    f"{type(self).__name__} has no parameter {name!r}."
+                    f"{type(self).__name__} has no parameter {name!r}.{moved}"
                     f"{did_you_mean(name, self._param_names())} Allowed: "
                     f"{', '.join(self._param_names())}."
                 )
             setattr(self, name, value)
         return self
 
-    def __repr__(self) -> str:
+    def __repr__(self, N_CHAR_MAX: int = 700) -> str:
         changed = {k: v for k, v in self.get_params().items() if v != _DEFAULTS.get(k)}
         args = ", ".join(f"{k}={v!r}" for k, v in changed.items())
         return f"{type(self).__name__}({args})"
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # inputs are texts or image paths (or a table / folder path), never numeric matrices
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.non_deterministic = False
+        return tags
+
+    @property
+    def classes_(self) -> np.ndarray:
+        """The class (or label) names after fit, as predict returns them; empty for regression."""
+        self._check_fitted()
+        return np.array([self._as_given(c) for c in self.task_.classes])
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """Accuracy (classification), R^2 (regression) or, for multi-label, subset accuracy: the
+        share of items whose predicted label set is exactly the true one (as scikit-learn's
+        accuracy_score on indicator matrices). Labels are compared as fit reads them (text)."""
+        from sklearn.metrics import accuracy_score, r2_score
+
+        predicted = self.predict(X)
+        if self.task_.kind == "regression":
+            truth = [float(v) for v in y]
+            return float(r2_score(truth, predicted, sample_weight=sample_weight))
+        if self.task_.kind == "multilabel":
+            truth = [_label_set(v) for v in y]
+            same = [_label_set(p) == t for p, t in zip(predicted, truth, strict=True)]
+            return float(np.average(same, weights=sample_weight))
+        truth = [str(v).strip() for v in y]
+        shown = [str(p) for p in predicted]
+        return float(accuracy_score(truth, shown, sample_weight=sample_weight))
+
     # -- fit ----------------------------------------------------------------------------------
 
-    def fit(self, train, val=None, y=None) -> TransferEstimator:
+    def fit(
+        self,
+        X,
+        y=None,
+        *,
+        val=None,
+        text_col: str | None = None,
+        label_col: str | None = None,
+        run_dir: str | Path | None = None,
+        resume: bool = False,
+    ) -> TransferEstimator:
+        """Fit on X: a folder, a table, a Source, or a list of texts / image paths with y.
+
+        val: validation data (a path, a Source or an (X, y) pair); without it a val_fraction
+        split of X. text_col / label_col: a table's columns (remembered as text_col_ /
+        label_col_ for predict and evaluate). run_dir: write the run there; resume: continue an
+        interrupted fit in run_dir."""
         started = time.perf_counter()
         self.val_embed_seconds_ = 0.0
+        self.text_col_, self.label_col_ = text_col, label_col
+        self._run_dir, self._resume = run_dir, resume
         self._check_values()
-        train_src, val_src = self._split(self._as_source(train, y, one_text=False), val)
+        train_src, val_src = self._split(self._as_source(X, y, one_text=False), val)
+        self.label_type_ = _label_type(y)
         self.task_ = Task.from_labels([i.label for i in train_src.items], self.task)
         train_src = self.task_.attach(train_src)  # items carry their typed target
         if val_src is not None:
@@ -127,6 +188,8 @@ class TransferEstimator:
         if _is_classic(self.strategy):  # tfidf: its own features and model, no backbone
             strategy, train_emb, val_emb, probe_info = self._fit_classic(train_src, val_src)
             return self._finish_fit(strategy, train_emb, val_emb, probe_info, started)
+        if _is_from_scratch(self.strategy):  # nothing pre-trained is read: no weights, no probe
+            return self._fit_from_scratch(train_src, val_src, started)
         self.backbone_ = load_backbone(self._pick_model(train_src), self.modality, self.weights)
         self.pretrained_weight_id_ = self.backbone_.weight_id
         train_emb = self._embed(train_src, cached=True)
@@ -146,21 +209,36 @@ class TransferEstimator:
             )
             self.backbone_trained_ = False
         else:
-            if strategy.head_first:
-                head = probe
-            elif strategy.pretrained:
-                head = self._new_head(train_emb.features)
-            else:  # the control: same architecture, random weights, nothing from the probe
-                torch.manual_seed(self.seed)  # the random init is part of what the seed fixes
-                self.backbone_ = load_backbone_random(self.backbone_.name, self.modality)
-                self.pretrained_weight_id_ = self.backbone_.weight_id
-                head = self._new_head(None)
+            head = probe if strategy.head_first else self._new_head(train_emb.features)
             self._train(strategy, head, train_emb, val_emb)
-            if val_emb is not None:  # the cached features are the pre-training backbone's
-                embedding = time.perf_counter()
-                val_emb = self.transform(Source(self.modality, val_emb.items, origin="validation"))
-                self.val_embed_seconds_ = time.perf_counter() - embedding
+            val_emb = self._tuned_val_embeddings(val_emb)
         return self._finish_fit(strategy, train_emb, val_emb, probe_info, started)
+
+    def _fit_from_scratch(self, train_src: Source, val_src: Source | None, started: float):
+        """The control: the same architecture from random weights. The pre-trained weight file
+        is never opened and nothing is embedded with it; the head starts from random too."""
+        strategy = get_strategy(self.strategy, lr=self.lr, lr_decay=self.lr_decay)
+        self.strategy_, self.history_ = strategy, []
+        torch.manual_seed(self.seed)  # the random init is part of what the seed fixes
+        model = self._pick_model(train_src) if self.model == "auto" else self.model
+        self.backbone_ = load_backbone_random(model, self.modality)
+        self.pretrained_weight_id_ = self.backbone_.weight_id
+        train_emb = _unembedded(train_src)
+        val_emb = _unembedded(val_src) if val_src is not None else None
+        self.skipped_ = train_emb.skipped + (val_emb.skipped if val_emb else [])
+        self._train(strategy, self._new_head(None), train_emb, val_emb)
+        val_emb = self._tuned_val_embeddings(val_emb)
+        return self._finish_fit(strategy, train_emb, val_emb, {}, started)
+
+    def _tuned_val_embeddings(self, val_emb):
+        """The validation features of the trained backbone (cached ones are the pre-trained)."""
+        if val_emb is None:
+            return None
+        embedding = time.perf_counter()
+        tuned = self.embeddings(Source(self.modality, val_emb.items, origin="validation"))
+        self.val_embed_seconds_ = time.perf_counter() - embedding
+        self.skipped_ = self.skipped_ + tuned.skipped  # from-scratch decodes images only now
+        return tuned
 
     def _finish_fit(self, strategy, train_emb, val_emb, probe_info, started) -> TransferEstimator:
         extras = self._fit_extras(train_emb, val_emb)
@@ -191,8 +269,8 @@ class TransferEstimator:
         else:
             self.val_items_, self.val_outputs_, self.metrics_ = [], None, {}
         self.fit_info_["total_seconds"] = time.perf_counter() - started
-        if self.run_dir:
-            self.save(self.run_dir)
+        if self._run_dir:
+            self.save(self._run_dir)
         return self
 
     def _check_values(self) -> None:
@@ -203,9 +281,17 @@ class TransferEstimator:
         if self.epochs < 1:
             raise HeadstartError(f"epochs must be at least 1; got {self.epochs}.")
 
-    def _as_source(self, data, y=None, labels: bool = True, one_text: bool = True) -> Source:
+    def _as_source(
+        self,
+        data,
+        y=None,
+        labels: bool = True,
+        one_text: bool = True,
+        text_col: str | None = None,
+        label_col: str | None = None,
+    ) -> Source:
         """one_text: a str given to a text estimator may be one text (predict), not only a path
-        (fit, where a single text makes no training set)."""
+        (fit, where a single text makes no training set). Columns default to fit's."""
         if isinstance(data, Source):
             return self._check_modality(data)
         text = one_text and _is_text(data, self.modality)
@@ -214,7 +300,10 @@ class TransferEstimator:
             if self.modality == "image" and path.is_file() and is_image_path(path):
                 return source_from_paths([path])
             found = read_source(
-                path, text_col=self.text_col, label_col=self.label_col, labels=labels
+                path,
+                text_col=text_col or getattr(self, "text_col_", None),
+                label_col=label_col or getattr(self, "label_col_", None),
+                labels=labels,
             )
             return self._check_modality(found)
         values = [data] if isinstance(data, str | Path) else list(data)
@@ -408,8 +497,8 @@ class TransferEstimator:
             device=self.device,
             augment=self.augment,
             workers=self.workers if self.workers is not None else 1,
-            workdir=Path(self.run_dir) / "checkpoints" if self.run_dir else None,
-            resume=self.resume,
+            workdir=Path(self._run_dir) / "checkpoints" if self._run_dir else None,
+            resume=self._resume,
             progress=self.verbose,
         )
         data = TrainData(train_emb.items, self.task_.targets(train_emb.items))
@@ -446,12 +535,16 @@ class TransferEstimator:
                 logits = self.head_(torch.from_numpy(embeddings.features))
             return self.task_.probabilities(logits).numpy()
 
-    def transform(self, data, *, labels: bool = True):
-        """Features of `data` as the fitted model sees them (Embeddings with items, skipped).
+    def embeddings(
+        self, X, *, labels: bool = True, text_col: str | None = None, label_col: str | None = None
+    ) -> Embeddings:
+        """The usable items of X with the fitted backbone's features, and the skipped ones with
+        their reasons (classic strategies: items only, their features are computed from them).
 
-        labels=False ignores a table's label column, so a row without a label is still used."""
+        labels=False ignores a table's label column, so a row without a label is still used.
+        text_col / label_col: a table's columns (default: those fit used)."""
         self._check_fitted()
-        source = self._as_source(data, labels=labels)
+        source = self._as_source(X, labels=labels, text_col=text_col, label_col=label_col)
         if getattr(self.strategy_, "classic", False):  # reads the items themselves
             return _unembedded(source)
         extractor = Extractor(
@@ -463,29 +556,57 @@ class TransferEstimator:
         )
         return extractor.run(source)
 
-    def predict_proba(self, data) -> np.ndarray:
-        """One row per input; an input that cannot be used is an error, not a missing row."""
-        embeddings = self.transform(data, labels=False)
-        if embeddings.skipped:
-            first = embeddings.skipped[0]
+    def transform(self, X) -> np.ndarray:
+        """(N, D) features of X as the fitted model sees them: the backbone's pooled features,
+        or a classic strategy's own (TF-IDF rows, pixels). One row per input: an input that
+        cannot be used is an error naming it."""
+        found = self._usable(self.embeddings(X, labels=False))
+        if not getattr(self.strategy_, "classic", False):
+            return found.features
+        items = found.items
+        rows = self.head_.features([i.text for i in items] if self.modality == "text" else items)
+        return np.asarray(rows.toarray() if hasattr(rows, "toarray") else rows, dtype=np.float32)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """One row per input; an input that cannot be used is an error, not a missing row.
+
+        X may also be what embeddings() returned: its usable items are scored as they are."""
+        self._check_fitted()
+        found = X if isinstance(X, Embeddings) else self._usable(self.embeddings(X, labels=False))
+        return self._outputs_for(found)
+
+    def predict(self, X) -> list:
+        """Class names (as given to fit: y=[0, 1] predicts ints), '|'-joined label sets, or
+        numbers."""
+        labels = self.decode(self.predict_proba(X))
+        return [self._as_given(v) for v in labels]
+
+    def _usable(self, found: Embeddings) -> Embeddings:
+        if found.skipped:
+            first = found.skipped[0]
             raise HeadstartError(
-                f"{len(embeddings.skipped)} of {len(embeddings.items) + len(embeddings.skipped)} "
+                f"{len(found.skipped)} of {len(found.items) + len(found.skipped)} "
                 f"inputs cannot be used (first: {first.id}: {first.reason}), so predictions "
-                "would not line up with the inputs. Remove them, or call transform() to get "
+                "would not line up with the inputs. Remove them, or call embeddings() to get "
                 "the usable items with their ids."
             )
-        return self._outputs_for(embeddings)
+        return found
 
-    def predict(self, data) -> list:
-        return self.decode(self.predict_proba(data))
+    def _as_given(self, label):
+        """A class name back in the type fit's y had (ints stay ints)."""
+        if getattr(self, "label_type_", "str") == "int" and self.task_.kind == "classification":
+            return int(label)
+        return label
 
     def decode(self, outputs: np.ndarray) -> list:
         """Outputs to labels: class names, '|'-joined label sets, or numbers."""
         return self.task_.decode(outputs, self.thresholds_)
 
-    def evaluate(self, data) -> dict:
-        """Metrics on labelled data: accuracy, macro_f1, n (classification) and more."""
-        embeddings = self.transform(data)
+    def evaluate(self, X, *, text_col: str | None = None, label_col: str | None = None) -> dict:
+        """Metrics on labelled data: accuracy, macro_f1, n (classification) and more.
+
+        text_col / label_col: a table's columns (default: those fit used)."""
+        embeddings = self.embeddings(X, text_col=text_col, label_col=label_col)
         if not embeddings.items:
             raise HeadstartError("Nothing usable to evaluate: every item was skipped.")
         if any(i.label is None for i in embeddings.items):
@@ -505,6 +626,52 @@ class TransferEstimator:
         return compute_metrics(self.task_, targets, outputs, self.thresholds_)
 
     # -- persistence --------------------------------------------------------------------------
+
+    def to_spec(self):
+        """The fitted model's RunSpec: everything config.json holds (files: filled on save)."""
+        from ..runs.spec import spec_of
+
+        self._check_fitted()
+        return spec_of(self)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """What model.safetensors holds: head.* and, for a trained backbone, backbone.* (lora:
+        adapter.* only, its pre-trained backbone is rebuilt from its original file)."""
+        self._check_fitted()
+        tensors = {
+            f"head.{k}": v.detach().cpu().contiguous() for k, v in self.head_.state_dict().items()
+        }
+        if self.backbone_trained_:
+            custom = getattr(self.strategy_, "backbone_tensors", None)
+            if custom is not None:
+                tensors.update(custom())
+            else:
+                for key, value in self.backbone_.state_dict().items():
+                    tensors[f"backbone.{key}"] = value.detach().cpu().contiguous()
+        return tensors
+
+    @classmethod
+    def from_spec(cls, spec, state: dict, run_dir: Path | None = None) -> TransferEstimator:
+        """The fitted estimator a RunSpec and its tensors describe (no code is unpickled)."""
+        from ..runs.spec import restore_parts
+
+        est = cls(**{k: v for k, v in spec.params.items() if k in cls._param_names()})
+        parts = restore_parts(spec, state, run_dir)
+        est.backbone_, est.head_, est.strategy_ = parts.backbone, parts.head, parts.strategy
+        est.backbone_trained_ = bool(spec.backbone and spec.backbone.trained)
+        est.task_ = get_task(spec.task["kind"], list(spec.task["classes"]))
+        est.label_type_ = spec.task.get("label_type", "str")
+        est.thresholds_ = (
+            None if spec.thresholds is None else np.array(spec.thresholds, dtype=np.float32)
+        )
+        est.strategy_name_, est.strategy_reason_ = spec.strategy["name"], spec.strategy["reason"]
+        est.history_, est.fit_info_ = list(spec.history), dict(spec.fit)
+        est.text_col_, est.label_col_ = spec.columns.get("text_col"), spec.columns.get("label_col")
+        if est.backbone_ is not None:
+            est.pretrained_weight_id_ = spec.backbone.pretrained_weight_id
+        est.model_selection_ = spec.fit.get("model_selection")
+        est.skipped_, est.val_items_, est.val_outputs_ = [], [], None
+        return est
 
     def save(self, run_dir) -> Path:
         from ..runs.store import save_run
@@ -529,6 +696,29 @@ class TransferEstimator:
 _DEFAULTS = {
     name: p.default for name, p in inspect.signature(TransferEstimator.__init__).parameters.items()
 }
+_MOVED_TO_FIT = {
+    name: f" {name} is an argument of fit(), not of the constructor."
+    for name in ("text_col", "label_col", "run_dir", "resume")
+}
+
+
+def _label_type(y) -> str:
+    """'int' when every label given to fit is an integer (then predict gives ints back)."""
+    if y is None:
+        return "str"
+    values = list(y)
+    ints = all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in values)
+    return "int" if values and ints else "str"
+
+
+def _label_set(label) -> set[str]:
+    return {p.strip() for p in str(label).split("|") if p.strip()}
+
+
+def _is_from_scratch(strategy: str) -> bool:
+    name, _ = parse_strategy(strategy)
+    cls = STRATEGIES.get(name)
+    return cls is not None and not cls.frozen and not cls.pretrained
 
 
 def _check_usable(source: Source, what: str) -> None:
@@ -566,10 +756,18 @@ def _unembedded(source: Source):
 
 
 def load_backbone_random(model: str, modality: str):
+    """The architecture with random weights; its weight file is never opened."""
     from ..api.embed import DEFAULT_MODEL
     from ..zoo import get_entry
 
-    return get_entry(model or DEFAULT_MODEL[modality]).build(pretrained=False)
+    name = model or DEFAULT_MODEL[modality]
+    entry = get_entry(name)
+    if entry.modality != modality:
+        raise HeadstartError(
+            f"Model {name!r} takes {entry.modality} input but the data is {modality}. "
+            f"Use a {modality} backbone, e.g. model={DEFAULT_MODEL[modality]!r}."
+        )
+    return entry.build(pretrained=False)
 
 
 def _counts(items: list[Item]) -> dict[str, int]:

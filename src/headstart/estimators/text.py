@@ -12,11 +12,13 @@ class TextClassifier(TransferEstimator):
     """Text classification, multi-label or regression by transfer from a pre-trained encoder.
 
     The default encoder is the bundled minilm_l6. Data is a CSV, TSV or JSON Lines table (columns
-    `text` or `sentence`, and `label`; others with text_col= and label_col=), a Source, or a list
-    of strings with y= labels. Texts longer than the encoder's max_length tokens are truncated;
-    fit_info_["truncated_rows"] counts them. strategy="tfidf" is the no-backbone control.
+    `text` or `sentence`, and `label`; others with fit(..., text_col=, label_col=)), a Source, or
+    a list of strings with y labels: fit(texts, y). Texts longer than the encoder's max_length
+    tokens are truncated; fit_info_["truncated_rows"] counts them.
+    strategy="tfidf" is the no-backbone control.
 
     >>> clf = TextClassifier(strategy="linear-probe").fit("train.csv")
+    >>> clf.score(["a delight", "a bore"], ["pos", "neg"])
     >>> clf.predict(["a delight from start to finish", "two hours I will never get back"])
     """
 
