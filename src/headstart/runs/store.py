@@ -138,9 +138,8 @@ def load_run(cls, run_dir: Path):
 
 
 def restore(est, config: dict, state: dict, run_dir: Path | None = None) -> None:
-    from ..api.embed import load_backbone
     from ..strategies import get_strategy
-    from ..zoo import get_entry
+    from ..zoo import get_entry, load_backbone
 
     info = config["backbone"]
     strategy = get_strategy(config["strategy"]["name"])
