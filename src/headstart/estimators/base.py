@@ -12,17 +12,17 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from ..api.embed import load_backbone
 from ..data.images import is_image_path
 from ..data.sources import Item, Skip, Source, read_source, source_from_paths, source_from_texts
 from ..data.split import per_class as take_per_class
 from ..data.split import split
 from ..errors import HeadstartError, check_choice, did_you_mean
 from ..features.extract import Extractor
-from ..features.speed import resolve_device
+from ..features.speed import DEVICES, PRECISION_CHOICES, resolve_device
 from ..heads import Head, Task, detect_task
 from ..strategies import STRATEGIES, get_strategy
 from ..strategies.base import check_strategy, parse_strategy
+from ..zoo import load_backbone
 from ..zoo.entry import materialize
 from .auto import choose_strategy
 
@@ -200,8 +200,8 @@ class TransferEstimator:
     def _check_values(self) -> None:
         check_strategy(self.strategy, self.modality, type(self).__name__)  # name[:options]
         check_choice("task", self.task, ("auto", "classification", "multilabel", "regression"))
-        check_choice("precision", self.precision, ("auto", "fp32", "bf16"))
-        check_choice("device", str(self.device).split(":")[0], ("auto", "cpu", "cuda"))
+        check_choice("precision", self.precision, PRECISION_CHOICES)
+        check_choice("device", str(self.device).split(":")[0], DEVICES)
         if self.epochs < 1:
             raise HeadstartError(f"epochs must be at least 1; got {self.epochs}.")
 
@@ -582,8 +582,7 @@ def _unembedded(source: Source):
 
 
 def load_backbone_random(model: str, modality: str):
-    from ..api.embed import DEFAULT_MODEL
-    from ..zoo import get_entry
+    from ..zoo import DEFAULT_MODEL, get_entry
 
     return get_entry(model or DEFAULT_MODEL[modality]).build(pretrained=False)
 
