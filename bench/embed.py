@@ -47,9 +47,9 @@ def baseline_images(files: list[Path]) -> float:
 
 
 def headstart_run(source, model: str, cache_dir: str, **options) -> tuple[float, object]:
-    from headstart.api.embed import load_backbone
     from headstart.features.cache import EmbeddingCache
     from headstart.features.extract import Extractor
+    from headstart.zoo import load_backbone
 
     start = time.perf_counter()
     with EmbeddingCache(Path(cache_dir)) as cache:

@@ -191,6 +191,93 @@ def test_warm_run_is_served_from_the_cache(cold, isolated_cache, tmp_path):
         np.testing.assert_array_equal(warm["ids"], first["ids"])
 
 
+# Runs the CLI, then says which heavy libraries the process imported (on stderr).
+WATCHED = (
+    "import sys\n"
+    "from headstart.cli import main\n"
+    "try:\n"
+    "    main()\n"
+    "finally:\n"
+    "    heavy = [m for m in ('torch', 'timm', 'transformers') if m in sys.modules]\n"
+    "    print('heavy imports:', ','.join(heavy) or 'none', file=sys.stderr)\n"
+)
+
+
+def watched(*args, cache: Path | None = None) -> subprocess.CompletedProcess:
+    from headstart.features.speed import gpu_possible
+
+    # On a GPU machine "auto" must ask torch about the GPU; the check here is the CPU path.
+    device = ("--device", "cpu") if gpu_possible() and args[0] == "embed" else ()
+    extra = {"HEADSTART_CACHE": str(cache)} if cache is not None else {}
+    return subprocess.run(
+        [sys.executable, "-c", WATCHED, *map(str, args), *device],
+        env=child_env(**extra),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_cached_embed_imports_no_torch(sample_pictures, tmp_path):
+    folder = tmp_path / "pictures"
+    write_pictures(folder, sample_pictures)
+    first = ok(watched("embed", folder, "--out", tmp_path / "first.npz"))
+    assert "heavy imports: none" not in first.stderr  # computing needs torch: the watch sees it
+    assert "torch" in first.stderr.splitlines()[-1]
+    second = ok(watched("embed", folder, "--out", tmp_path / "second.npz"))
+    assert f"cache hits {N_PICTURES}, computed 0" in second.stderr
+    assert second.stderr.splitlines()[-1] == "heavy imports: none"
+    with np.load(tmp_path / "first.npz") as a, np.load(tmp_path / "second.npz") as b:
+        np.testing.assert_array_equal(a["features"], b["features"])
+
+
+def test_cached_text_embed_imports_no_torch(cold, tmp_path):
+    cache = tmp_path / "cache"
+    copy_cache(cold["cache"], cache)
+    table = tmp_path / "rows.csv"
+    table.write_bytes(ROWS_CSV)
+    run = ok(watched("embed", table, "--out", tmp_path / "rows.npz", cache=cache))
+    assert "computed 0" in run.stderr
+    assert run.stderr.splitlines()[-1] == "heavy imports: none"
+
+
+def test_listing_and_cache_info_import_no_torch(cold):
+    for args in (("models",), ("models", "--json"), ("cache", "info")):
+        run = ok(watched(*args, cache=cold["cache"]))
+        assert run.stderr.splitlines()[-1] == "heavy imports: none", args
+
+
+def test_models_table_never_cuts_a_name_in_a_pipe():
+    from headstart.zoo import registered_names
+
+    run = subprocess.run(
+        [headstart_script(), "models"],
+        env=child_env(COLUMNS="40"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    ok(run)
+    assert "…" not in run.stdout
+    listed = {line.split("│")[1].strip() for line in run.stdout.splitlines() if "│" in line}
+    assert set(registered_names()) <= listed
+
+
+def test_models_table_never_cuts_a_name_on_a_narrow_terminal():
+    import io
+
+    from rich.console import Console
+
+    from headstart.cli.app import print_models
+    from headstart.zoo import get_entry, registered_names
+
+    rows = [get_entry(name).describe() for name in registered_names()]
+    screen = io.StringIO()
+    print_models(rows, Console(file=screen, width=40, force_terminal=True, color_system=None))
+    names = [line.split("│")[1].strip() for line in screen.getvalue().splitlines() if "│" in line]
+    assert names == registered_names()
+
+
 def test_bad_images_are_reported_and_listed(tmp_path):
     folder = tmp_path / "bad"
     expect = write_bad_images(folder)

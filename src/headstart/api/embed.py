@@ -1,38 +1,20 @@
-"""Embed a data source with a frozen backbone, through the cache."""
+"""Embed a data source with a frozen backbone, through the cache.
+
+A run whose items are all cached imports no torch: the backbone is built (and torch imported)
+only on a cache miss.
+"""
 
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ..data.sources import Source, read_source
-from ..errors import HeadstartError
 from ..features.extract import Embeddings, Extractor, Progress
-from ..zoo import DEFAULT_IMAGE, DEFAULT_TEXT, get_entry
-from ..zoo.entry import LazyBackbone
-
-DEFAULT_MODEL = {"image": DEFAULT_IMAGE, "text": DEFAULT_TEXT}
-
-
-def load_backbone(model: str, modality: str, weights=None) -> LazyBackbone:
-    """The named backbone (default: the bundled one for the modality), checked against the data."""
-    name = model or DEFAULT_MODEL[modality]
-    entry = get_entry(name)
-    if entry.modality != modality:
-        raise HeadstartError(
-            f"Model {name!r} takes {entry.modality} input but the data is {modality}. "
-            f"Use {'an' if modality == 'image' else 'a'} {modality} backbone, "
-            f"e.g. --model {DEFAULT_MODEL[modality]}."
-        )
-    path = Path(weights).expanduser() if weights else None
-    if path is not None and not path.is_file():
-        raise HeadstartError(
-            f"Weights file '{path}' does not exist (or is not a file). Check --weights."
-        )
-    return LazyBackbone(entry, path)
+from ..files import write_bytes_atomic
+from ..zoo import load_backbone
 
 
 def embed_source(
@@ -60,7 +42,4 @@ def save_npz(path: Path, result: Embeddings) -> None:
         arrays["labels"] = np.array(["" if x is None else x for x in result.labels], dtype=str)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, path)
+    write_bytes_atomic(path, buffer.getvalue())

@@ -1,8 +1,13 @@
-"""headstart command line."""
+"""headstart command line.
+
+Each command imports what it needs when it runs: `headstart models`, `cache info` and a fully
+cached `embed` never import torch.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,7 +18,7 @@ import typer
 
 from ..errors import HeadstartError
 from . import compare, demo, rank, train
-from .console import err, fail, out
+from .console import DEVICE_HELP, PRECISION_HELP, err, fail, out
 
 app = typer.Typer(
     help="Transfer learning from a small labelled data set, offline.",
@@ -30,6 +35,21 @@ app.command()(compare.compare)
 app.command()(demo.demo)
 app.command()(rank.rank)
 
+DEBUG_ENV = "HEADSTART_DEBUG"
+_options = {"debug": False}
+
+
+@app.callback()
+def _global(
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug", help=f"Show the full traceback of an unexpected error (or {DEBUG_ENV}=1)."
+        ),
+    ] = False,
+) -> None:
+    _options["debug"] = debug
+
 
 @app.command()
 def models(
@@ -42,9 +62,24 @@ def models(
     if as_json:
         out.print_json(json.dumps(rows))
         return
+    print_models(rows)
+    out.print("Also: timm:<architecture>, hf:<id or folder>, and --weights FILE for any of them.")
+
+
+def print_models(rows: list[dict], console=None) -> None:
+    """The models table; a name is never cut: it does not wrap and keeps its full width, and
+    output that is not a terminal (a pipe, a file) is as wide as the table needs."""
+    from rich.console import Console
     from rich.table import Table
 
-    table = Table("name", "modality", "params", "dim", "weights", "licence", "offline")
+    console = console or out
+    if not console.is_terminal:
+        console = Console(file=console.file, width=1000, highlight=False, soft_wrap=True)
+    longest = max((len(r["name"]) for r in rows), default=4)
+    table = Table()
+    table.add_column("name", no_wrap=True, min_width=longest)
+    for header in ("modality", "params", "dim", "weights", "licence", "offline"):
+        table.add_column(header)
     for r in rows:
         table.add_row(
             r["name"],
@@ -55,8 +90,7 @@ def models(
             r["licence"],
             "yes" if r["available_offline"] else "no",
         )
-    out.print(table)
-    out.print("Also: timm:<architecture>, hf:<id or folder>, and --weights FILE for any of them.")
+    console.print(table)
 
 
 @app.command()
@@ -94,8 +128,8 @@ def embed(
     path_col: Annotated[str | None, typer.Option(help="Path column of an image table.")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1)] = None,
     workers: Annotated[int | None, typer.Option(min=0, help="Decoding processes.")] = None,
-    precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Bypass the cache.")] = False,
 ) -> None:
     """Embed DATA with a frozen backbone into an .npz (features, ids, labels), through the cache."""
@@ -185,14 +219,16 @@ def cache_clear(
 
 
 def main() -> None:
-    """Entry point: user errors print as one line and exit 2, never as a traceback."""
+    """Entry point: user errors print as one line and exit 2, never as a traceback; anything
+    else is a bug in headstart: one line saying where its traceback went, exit 1."""
+    _options["debug"] = False
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except HeadstartError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted", 130)
-    except Exception as exc:  # click usage errors and friends
+    except Exception as exc:  # click usage errors and friends, then our bugs
         import click
 
         if isinstance(exc, click.exceptions.Abort):
@@ -200,4 +236,74 @@ def main() -> None:
         if isinstance(exc, click.ClickException):
             exc.show()
             sys.exit(exc.exit_code)
-        raise
+        report_bug(exc)
+    # Typer turns Ctrl+C inside a command into an exit code, returned here, not raised.
+    if code == 130:
+        fail("interrupted", 130)
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+def report_bug(exc: BaseException) -> None:
+    """Exit 1 with one line naming the file that holds the traceback (or, when debugging, the
+    traceback itself)."""
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    if _options["debug"] or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+        err.print(text, markup=False, end="")
+        fail(f"{type(exc).__name__}: {exc} (a bug in headstart; traceback above)", 1)
+    path = write_crash_report(text, crash_folders(sys.argv[1:]))
+    where = f"its traceback is in {path}" if path else "its traceback could not be saved"
+    fail(
+        f"{type(exc).__name__}: {_first_line(exc)}. This is a bug in headstart: {where}. "
+        f"Please report it to the headstart maintainers with that file; rerun with --debug "
+        f"(or {DEBUG_ENV}=1) to see the traceback here.",
+        1,
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else "no message"
+
+
+def crash_folders(args: list[str]) -> list[Path]:
+    """Where a crash report goes: the command's --out folder (a file's folder), else the cache."""
+    from ..features.cache import cache_root
+
+    folders = []
+    for index, arg in enumerate(args):
+        value = None
+        if arg in ("--out", "-o") and index + 1 < len(args):
+            value = args[index + 1]
+        elif arg.startswith("--out="):
+            value = arg.removeprefix("--out=")
+        if value:
+            out_path = Path(value).expanduser()
+            folders.append(out_path.parent if out_path.suffix else out_path)
+    return [*folders, cache_root()]
+
+
+def write_crash_report(text: str, folders: list[Path]) -> Path | None:
+    """crash-<time>.txt with the command line, versions and traceback, in the first folder that
+    takes it."""
+    import platform
+    import time
+
+    from .. import __version__
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    header = (
+        f"headstart {__version__}, Python {platform.python_version()}, {platform.platform()}\n"
+        f"command: headstart {' '.join(sys.argv[1:])}\n\n"
+    )
+    for folder in folders:
+        path = folder / f"crash-{stamp}-{os.getpid()}.txt"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path.write_text(header + text, encoding="utf-8")
+        except OSError:
+            continue
+        return path
+    return None

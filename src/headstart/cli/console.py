@@ -12,8 +12,14 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ..features.speed import DEVICES, PRECISION_CHOICES, choices_text
+from ..files import write_text_atomic
+
 if TYPE_CHECKING:  # a runtime import would pull in torch and timm: `cache info` would take seconds
     from ..data.sources import Skip
+
+PRECISION_HELP = f"{choices_text(PRECISION_CHOICES)}."
+DEVICE_HELP = f"{choices_text(DEVICES)}."
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -50,7 +56,7 @@ def report_skips(skipped: list[Skip], report_file: Path | None) -> None:
         err.print(f"skipped: {skip.id}: {skip.reason}", markup=False)
     more = len(skipped) - SHOWN_SKIPS
     if report_file is not None:
-        write_atomic_text(report_file, "".join(f"{s.id}\t{s.reason}\n" for s in skipped))
+        write_text_atomic(report_file, "".join(f"{s.id}\t{s.reason}\n" for s in skipped))
         tail = f"; all {len(skipped)} listed in {report_file}"
     else:
         tail = ""
@@ -59,13 +65,6 @@ def report_skips(skipped: list[Skip], report_file: Path | None) -> None:
             f"{len(skipped)} skipped" + (f" ({more} not shown)" if more > 0 else "") + tail,
             markup=False,
         )
-
-
-def write_atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)  # the report may precede the output file
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from ..errors import HeadstartError
-from .console import err, out
+from .console import DEVICE_HELP, PRECISION_HELP, err, out
 
 
 def rank(
@@ -40,8 +40,8 @@ def rank(
     seed: Annotated[int, typer.Option()] = 0,
     text_col: Annotated[str | None, typer.Option(help="Text column of a table.")] = None,
     label_col: Annotated[str | None, typer.Option(help="Label column of a table.")] = None,
-    precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
     workers: Annotated[int | None, typer.Option(min=0, help="Decoding processes.")] = None,
 ) -> None:
     """Rank candidate backbones (or --layers cuts) on DATA by LogME, LEEP, H-score, NCE and a quick
@@ -53,8 +53,8 @@ def rank(
     extract = {"precision": precision, "device": device, "workers": workers}
     say = None if as_json else (lambda line: err.print(line, markup=False))
     if layers:
-        from ..api.embed import DEFAULT_MODEL
         from ..select.layers import rank_layers
+        from ..zoo import DEFAULT_MODEL
 
         if models:
             raise HeadstartError("--layers cuts one backbone: name it with --model, not --models.")

@@ -10,7 +10,7 @@ import typer
 
 from ..errors import HeadstartError
 from ..predict import records
-from .console import err, out
+from .console import DEVICE_HELP, PRECISION_HELP, err, out
 
 ESTIMATORS = {"image": "ImageClassifier", "text": "TextClassifier"}
 TASK_HELP = "auto, classification, multilabel, regression."
@@ -63,8 +63,8 @@ def fit(
     patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).")] = 3,
     batch_size: Annotated[int | None, typer.Option(min=1)] = None,
     weights: Annotated[Path | None, typer.Option(help="Local weights file for --model.")] = None,
-    precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
     no_augment: Annotated[bool, typer.Option("--no-augment")] = False,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted fit in --out.")] = False,
 ) -> None:

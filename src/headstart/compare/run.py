@@ -156,8 +156,8 @@ def _check_data(train: Source, data, val, text_col, label_col, val_fraction) -> 
 
 
 def _settings(train, val_src, model, names, epochs, val_fraction, text_col, label_col) -> Settings:
-    from ..api.embed import DEFAULT_MODEL, load_backbone
     from ..estimators.base import fingerprint
+    from ..zoo import DEFAULT_MODEL, load_backbone
 
     if epochs < 1:
         raise HeadstartError(f"--epochs must be at least 1; got {epochs}.")

@@ -9,13 +9,16 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
 
 from headstart.errors import UnreadableItem
 from headstart.zoo.config import ImagePreprocess
+
+if TYPE_CHECKING:  # reading a folder's file list must not import torch (cached runs skip it)
+    import torch
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
 
@@ -98,6 +101,8 @@ def to_model_tensor(img: Image.Image, pre: ImagePreprocess) -> torch.Tensor:
         sx, sy = width / new_w, height / new_h
         box = (left * sx, top * sy, (left + side) * sx, (top + side) * sy)
         img = img.resize((side, side), _RESAMPLE[pre.interpolation], box=box, reducing_gap=3.0)
+    import torch
+
     array = np.asarray(img, dtype=np.uint8)
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 

@@ -15,11 +15,13 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from headstart.data.images import IMAGE_SUFFIXES, is_image_path
 from headstart.errors import HeadstartError, did_you_mean
+
+if TYPE_CHECKING:  # imported where a table is read: an image folder needs no pandas
+    import pandas as pd
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
 PATH_COLUMNS = ("path", "filepath", "file", "image")
@@ -260,6 +262,8 @@ def _split_lines(data: bytes | str) -> list:
 
 def _parse_delimited(path: Path, text: str, sep: str) -> tuple[pd.DataFrame, list[tuple]]:
     """pandas parse; lines with too many fields are reported, not fatal."""
+    import pandas as pd
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", pd.errors.ParserWarning)
         try:
@@ -300,6 +304,8 @@ def _row_ids(path, text, n_rows, bad_lines, row_numbers) -> tuple[list[str], lis
 
 
 def _read_jsonl(raw: bytes) -> tuple[pd.DataFrame, list[str], list[Skip]]:
+    import pandas as pd
+
     records, ids, skipped = [], [], []
     for number, line in enumerate(_split_lines(raw), start=1):
         if not line.strip():
@@ -327,6 +333,8 @@ def _json_record(line: bytes) -> tuple[dict | None, str | None]:
 
 def _read_json(path: Path) -> tuple[pd.DataFrame, list[str], list[Skip]]:
     """A list of records, or columns as {name: [values]}; JSON Lines saved as .json also works."""
+    import pandas as pd
+
     raw = path.read_bytes()
     try:
         value = json.loads(raw.decode("utf-8-sig"))
@@ -356,6 +364,8 @@ def _read_json(path: Path) -> tuple[pd.DataFrame, list[str], list[Skip]]:
 
 
 def _columns_to_records(path: Path, value: dict) -> list[dict]:
+    import pandas as pd
+
     try:
         return pd.DataFrame(value).to_dict("records")
     except ValueError as err:
@@ -461,6 +471,8 @@ def _row_problem(fields: dict) -> str | None:
 
 def _cell(value) -> str | None:
     """A table cell as text; None when missing."""
+    import pandas as pd
+
     if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
         return None
     return str(value)
@@ -468,6 +480,8 @@ def _cell(value) -> str | None:
 
 def _label(value) -> str | None:
     """Labels are strings: 0 -> '0', 1.0 (an int column with gaps) -> '1', blank -> None."""
+    import pandas as pd
+
     if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
         return None
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():

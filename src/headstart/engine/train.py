@@ -33,13 +33,12 @@ from torchmetrics import MeanMetric, MetricCollection
 
 from ..data.sources import Item
 from ..errors import HeadstartError, check_choice
+from ..features.speed import DEVICES, PRECISIONS
 from ..heads.tasks import Task
 from ..strategies.base import Strategy, freeze_frozen_batchnorm, set_trainable
 from ..zoo.backbone import Backbone
 from .data import Collate, ImageItems, TextItems
 
-PRECISIONS = ("fp32", "bf16")
-DEVICES = ("auto", "cpu", "cuda")
 LAST = "last.ckpt"
 BEST_PREFIX = "best-"
 

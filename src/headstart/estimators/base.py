@@ -14,17 +14,17 @@ import sklearn.exceptions
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from ..api.embed import load_backbone
 from ..data.images import is_image_path
 from ..data.sources import Item, Skip, Source, read_source, source_from_paths, source_from_texts
 from ..data.split import per_class as take_per_class
 from ..data.split import split
 from ..errors import HeadstartError, check_choice, did_you_mean
 from ..features.extract import Embeddings, Extractor
-from ..features.speed import resolve_device
+from ..features.speed import DEVICES, PRECISION_CHOICES, resolve_device
 from ..heads import TASKS, Head, Task, detect_task, get_task, task_choices
 from ..strategies import STRATEGIES, get_strategy
 from ..strategies.base import check_strategy, parse_strategy
+from ..zoo import load_backbone
 from ..zoo.entry import materialize
 from .auto import choose_strategy
 
@@ -276,8 +276,8 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
     def _check_values(self) -> None:
         check_strategy(self.strategy, self.modality, type(self).__name__)  # name[:options]
         check_choice("task", self.task, task_choices())
-        check_choice("precision", self.precision, ("auto", "fp32", "bf16"))
-        check_choice("device", str(self.device).split(":")[0], ("auto", "cpu", "cuda"))
+        check_choice("precision", self.precision, PRECISION_CHOICES)
+        check_choice("device", str(self.device).split(":")[0], DEVICES)
         if self.epochs < 1:
             raise HeadstartError(f"epochs must be at least 1; got {self.epochs}.")
 
@@ -757,8 +757,7 @@ def _unembedded(source: Source):
 
 def load_backbone_random(model: str, modality: str):
     """The architecture with random weights; its weight file is never opened."""
-    from ..api.embed import DEFAULT_MODEL
-    from ..zoo import get_entry
+    from ..zoo import DEFAULT_MODEL, get_entry
 
     name = model or DEFAULT_MODEL[modality]
     entry = get_entry(name)

@@ -41,7 +41,7 @@ class Embedder(TransformerMixin, BaseEstimator):
         self.workers, self.verbose = workers, verbose
 
     def fit(self, X, y=None) -> Embedder:
-        from ..api.embed import load_backbone
+        from ..zoo import load_backbone
 
         check_choice("modality", self.modality, ("auto", "image", "text"), "Embedder")
         modality = self.modality if self.modality != "auto" else _guess_modality(X, self.model)

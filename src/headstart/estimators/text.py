@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 
+from ..features.truncation import count_truncated
 from .base import TransferEstimator
 
 
@@ -48,20 +48,3 @@ def _tokenizer(backbone):
     if built is not None:
         return getattr(built, "tokenizer", None)
     return load_tokenizer(backbone.preprocess.tokenizer, backbone.cfg.weights.kind)
-
-
-def count_truncated(tokenizer, texts: Sequence[str], max_length: int) -> int:
-    """How many texts have more than max_length tokens, special tokens included.
-
-    No tokenizer produces more than two tokens per UTF-8 byte (byte-level BPE: one; SentencePiece:
-    a word-start marker plus a piece), plus a few special tokens, so shorter texts are not
-    tokenised at all."""
-    if tokenizer is None:
-        return 0
-    suspects = [t for t in texts if 2 * len(t.encode("utf-8")) + 4 > max_length]
-    if not suspects:
-        return 0
-    lengths = tokenizer(
-        suspects, add_special_tokens=True, return_length=True, truncation=False, verbose=False
-    )["length"]
-    return sum(int(n) > max_length for n in lengths)

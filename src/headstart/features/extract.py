@@ -4,6 +4,7 @@ Images are decoded in worker processes into uint8 tensors, normalised per batch,
 a BatchNorm-folded, channels-last copy of the backbone (bf16 where the hardware computes it
 natively). Texts are deduplicated, sorted by length and tokenised per batch so padding is small.
 Every batch of new vectors is one cache transaction, so a killed run loses at most one batch.
+Keys, lookups and the cache need no torch; it is imported only when something is computed.
 """
 
 from __future__ import annotations
@@ -15,18 +16,21 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
 
-from ..data.images import decode_for_model
 from ..data.sources import Item, Skip, Source
 from ..errors import HeadstartError, UnreadableItem
-from ..zoo.backbone import Backbone
 from ..zoo.entry import materialize
 from .cache import EmbeddingCache, content_hash_file, content_hash_text, item_key
-from .speed import optimise_for_inference, resolve_device, resolve_precision
+from .speed import optimise_for_inference, resolve_device_name, resolve_precision
+from .truncation import count_truncated
+
+if TYPE_CHECKING:  # torch is imported on a cache miss only: a fully cached run never loads it
+    import torch
+
+    from ..zoo.backbone import Backbone
 
 
 @dataclass
@@ -81,14 +85,20 @@ class Extractor:
         cache: EmbeddingCache | None | bool = True,
     ):
         self.backbone = backbone  # a Backbone, or a LazyBackbone built only on a cache miss
-        self.device = resolve_device(device)
-        self.precision = resolve_precision(precision, self.device)
+        self.device_name = resolve_device_name(device)
+        self.precision = resolve_precision(precision, self.device_name)
         self.batch_size = batch_size or (32 if backbone.modality == "image" else 64)
         self.workers = _default_workers() if workers is None else workers
         if not _cacheable(backbone.weight_id):
             cache = None  # random or freshly tuned weights: their features are never reused
         self.cache = EmbeddingCache() if cache is True else (cache or None)
         self._fast: torch.nn.Module | None = None
+
+    @property
+    def device(self) -> torch.device:
+        import torch
+
+        return torch.device(self.device_name)
 
     @property
     def model_key(self) -> str:
@@ -157,6 +167,9 @@ class Extractor:
         )
 
     def _compute_images(self, todo, keys, progress):
+        import torch
+        from torch.utils.data import DataLoader
+
         model = self._fast_model()
         pre = self.backbone.preprocess
         mean = torch.tensor(pre.mean).view(1, 3, 1, 1) * 255
@@ -203,9 +216,12 @@ class Extractor:
             done += len(chunk)
             if progress:
                 progress(done, len(todo))
-        return new, [], _count_long(backbone, texts)
+        truncated = count_truncated(backbone.tokenizer, texts, backbone.preprocess.max_length)
+        return new, [], truncated
 
     def _fast_model(self) -> torch.nn.Module:
+        import torch
+
         if self._fast is None:
             size = self.backbone.preprocess.input_size
             example = torch.randn(2, 3, size, size)
@@ -214,6 +230,8 @@ class Extractor:
         return self._fast
 
     def _forward(self, model, batch) -> np.ndarray:
+        import torch
+
         cast = torch.bfloat16 if self.precision == "bf16" else None
         with torch.inference_mode():
             if isinstance(batch, dict):
@@ -226,7 +244,9 @@ class Extractor:
         return out.float().cpu().numpy()
 
 
-class _ImageFiles(Dataset):
+class _ImageFiles:
+    """A map-style dataset (all a DataLoader needs) of decoded images."""
+
     def __init__(self, items: list[Item], pre):
         self.items, self.pre = items, pre
 
@@ -234,6 +254,8 @@ class _ImageFiles(Dataset):
         return len(self.items)
 
     def __getitem__(self, index: int):
+        from ..data.images import decode_for_model
+
         try:
             return index, decode_for_model(self.items[index].path, self.pre), None
         except UnreadableItem as err:
@@ -241,6 +263,8 @@ class _ImageFiles(Dataset):
 
 
 def _collate(rows):
+    import torch
+
     good = [(i, t) for i, t, _ in rows if t is not None]
     errors = [(i, reason) for i, t, reason in rows if t is None]
     images = torch.stack([t for _, t in good]) if good else None
@@ -282,13 +306,6 @@ def _failed_in_order(items, keys, vectors, failed: list[Skip]) -> list[Skip]:
         for item in items
         if item.id in keys and keys[item.id] not in vectors
     ]
-
-
-def _count_long(backbone, texts: list[str]) -> int:
-    limit = backbone.preprocess.max_length
-    # ~4 characters per token: only texts that might be long are tokenised twice
-    suspects = [t for t in texts if len(t) > limit * 2]
-    return backbone.count_truncated(suspects) if suspects else 0
 
 
 def _cacheable(weight_id: str | None) -> bool:

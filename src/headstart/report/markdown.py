@@ -71,14 +71,9 @@ def write_report(
             link = _relative_link(image, path.parent)
             lines += [f"![{_inline(Path(image).stem)}]({link})", ""]
     text = "\n".join(lines).rstrip() + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    from ..files import write_text_atomic
+
+    return write_text_atomic(path, text)
 
 
 def worst_examples(

@@ -143,10 +143,9 @@ class Parts:
 
 def restore_parts(spec: RunSpec, state: dict, run_dir: Path | None = None) -> Parts:
     """Backbone, head and strategy from a spec and the run's tensors (safetensors, no pickle)."""
-    from ..api.embed import load_backbone
     from ..heads import build_head
     from ..strategies import get_strategy
-    from ..zoo import get_entry
+    from ..zoo import get_entry, load_backbone
 
     info = spec.backbone
     strategy = get_strategy(spec.strategy["name"])

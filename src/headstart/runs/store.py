@@ -13,7 +13,6 @@ RUN_DIR/
 from __future__ import annotations
 
 import json
-import os
 import platform
 import warnings
 from pathlib import Path
@@ -23,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from .. import __version__
 from ..errors import HeadstartError
+from ..files import atomic_path, write_text_atomic
 from ..zoo.weights import sha256_file
 from .spec import FORMAT, RunSpec, _jsonable
 
@@ -37,7 +37,8 @@ def save_run(est, run_dir: Path) -> Path:
     """Write the estimator's tensors, its RunSpec as config.json, metrics and the report."""
     run_dir.mkdir(parents=True, exist_ok=True)
     tensors = est.tensors()
-    _atomic(run_dir / WEIGHTS, lambda tmp: save_file(tensors, str(tmp)))
+    with atomic_path(run_dir / WEIGHTS) as tmp:
+        save_file(tensors, str(tmp))
     write_files = getattr(est.head_, "write_files", None)  # tfidf: its vocabulary, as JSON
     extra = write_files(run_dir) if write_files is not None else {}
     spec = est.to_spec()
@@ -119,14 +120,4 @@ def read_json(path: Path) -> dict:
 
 def write_json(path: Path, value) -> None:
     text = json.dumps(value, indent=2, default=_jsonable)
-    _atomic(path, lambda tmp: tmp.write_text(text + "\n"))
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_text_atomic(path, text + "\n")

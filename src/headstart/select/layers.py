@@ -79,8 +79,9 @@ class LayerTap(nn.Module):
     def pad(self, ids):
         return self.inner.pad(ids)
 
-    def count_truncated(self, texts):
-        return self.inner.count_truncated(texts)
+    @property
+    def tokenizer(self):
+        return self.inner.tokenizer
 
 
 class LayerExtractor(Extractor):
@@ -129,8 +130,7 @@ def rank_layers(
 
 
 def layer_features(source: Source, candidate: Candidate, **extract):
-    from ..api.embed import load_backbone
-    from ..zoo import get_entry
+    from ..zoo import get_entry, load_backbone
     from ..zoo.entry import materialize
 
     if candidate.pretrained:

@@ -119,7 +119,7 @@ def parse_candidates(
         else ([] if weights else default_candidates(modality))
     )
     if weights is not None:
-        from ..api.embed import DEFAULT_MODEL
+        from ..zoo import DEFAULT_MODEL
 
         found.append(Candidate(model or DEFAULT_MODEL[modality], Path(weights).expanduser()))
     for cand in found:
@@ -210,9 +210,8 @@ def score_candidate(source: Source, cand: Candidate, seed: int = 0, **extract) -
 
 def embed_candidate(source: Source, cand: Candidate, **extract):
     """(backbone, Embeddings) through the shared extractor and cache (random copies skip it)."""
-    from ..api.embed import load_backbone
     from ..features.extract import Extractor
-    from ..zoo import get_entry
+    from ..zoo import get_entry, load_backbone
 
     if cand.pretrained or cand.weights:  # a random-init copy may come saved in a file
         backbone = load_backbone(cand.model, source.modality, cand.weights)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import HeadstartError
+from ..files import write_bytes_atomic
 from ..heads import Task
 from .base import Strategy
 
@@ -145,12 +145,7 @@ class TfidfModel:
         )
         data = (text + "\n").encode("utf-8")
         path = Path(run_dir) / VOCABULARY_FILE
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        try:
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_bytes_atomic(path, data)
         return {VOCABULARY_FILE: hashlib.sha256(data).hexdigest()}
 
     @classmethod

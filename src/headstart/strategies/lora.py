@@ -118,7 +118,7 @@ class LoRA(Strategy):
 
     def restore_backbone(self, config: dict, state: dict[str, torch.Tensor]) -> Backbone:
         """The pre-trained backbone (hash checked) with the saved adapters, merged as at fit."""
-        from ..api.embed import load_backbone
+        from ..zoo import load_backbone
         from ..zoo.entry import materialize
 
         saved, info = config["strategy"], config["backbone"]

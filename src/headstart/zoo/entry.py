@@ -1,4 +1,7 @@
-"""ZooEntry: a registered backbone's name, modality, typed pre-trained config and factory."""
+"""ZooEntry: a registered backbone's name, modality, typed pre-trained config and factory.
+
+Nothing here imports torch: an entry is metadata, and only its factory builds a network.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +9,17 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import HeadstartError
-from .backbone import Backbone
 from .config import Modality, PretrainedCfg, WeightSource
 from .fetch import SplitWheels
 from .weights import hf_hub_cached, package_path, sha256_file
 
-Factory = Callable[["ZooEntry", "Path | None", bool], Backbone]
+if TYPE_CHECKING:
+    from .backbone import Backbone
+
+Factory = Callable[["ZooEntry", "Path | None", bool], "Backbone"]
 
 
 @dataclass(frozen=True)

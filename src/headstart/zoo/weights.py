@@ -1,17 +1,21 @@
-"""Finding and safely reading pre-trained weight files. Nothing here unpickles arbitrary objects."""
+"""Finding and safely reading pre-trained weight files. Nothing here unpickles arbitrary objects.
+
+Finding and hashing need no torch (listing models and cache hits stay fast); reading does.
+"""
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import importlib
+import importlib.util
 import os
 from pathlib import Path
-
-import torch
-from safetensors.torch import load_file
+from typing import TYPE_CHECKING
 
 from ..errors import HeadstartError
+
+if TYPE_CHECKING:
+    import torch
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 
@@ -32,17 +36,24 @@ def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
 
 
 def package_path(package: str, relative: str) -> Path | None:
-    """The path of a file inside an installed package, or None when the package is missing."""
+    """The path of a file inside an installed package, or None when the package is missing.
+
+    The package is found, not imported: nothing of it runs, and it costs no import time."""
     try:
-        module = importlib.import_module(package)
-    except ImportError:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
         return None
-    path = Path(module.__file__).resolve().parent / relative
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))).resolve() / relative
     return path if path.exists() else None
 
 
 def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Read a state dict from .safetensors, or from .pt/.pth/.bin with weights_only=True."""
+    import torch
+    from safetensors.torch import load_file
+
     path = Path(path)
     if not path.exists():
         raise HeadstartError(
@@ -69,6 +80,8 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 
 
 def _unwrap(state, path: Path) -> dict[str, torch.Tensor]:
+    import torch
+
     # Training checkpoints often nest the weights one level down.
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
@@ -81,13 +94,22 @@ def _unwrap(state, path: Path) -> dict[str, torch.Tensor]:
 
 
 def hf_hub_cached(repo_id: str, filename: str) -> str | None:
-    """Path of a file in the local Hugging Face cache, or None (never touches the network)."""
+    """Path of a file in the local Hugging Face cache, or None (never touches the network).
+
+    huggingface_hub's try_to_load_from_cache, for model repos at revision main, read off the cache
+    layout directly: importing the hub client (an HTTP stack) would double `headstart models`."""
     try:
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import constants
     except ImportError:
         return None
-    found = try_to_load_from_cache(repo_id, filename)
-    return found if isinstance(found, str) else None
+    repo = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}"
+    ref = repo / "refs" / "main"
+    try:
+        revision = ref.read_text().strip() if ref.is_file() else "main"
+    except OSError:
+        return None
+    found = repo / "snapshots" / revision / filename
+    return str(found) if found.is_file() else None
 
 
 def hub_download(repo_id: str, filename: str) -> tuple[str | None, str]:
