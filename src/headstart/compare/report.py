@@ -20,7 +20,7 @@ def write_compare_report(
     notes: list[str],
     images: list[str],
 ) -> Path:
-    from ..runs.store import _atomic
+    from ..files import write_text_atomic
 
     heads = ["strategy", "role", *[_size_header(s) for s in sizes]]
     accuracy = [
@@ -44,7 +44,7 @@ def write_compare_report(
     if notes:
         lines += ["## Notes", "", *[f"- {note}" for note in notes], ""]
     text = "\n".join(lines).rstrip() + "\n"
-    _atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    write_text_atomic(path, text)
     return path
 
 

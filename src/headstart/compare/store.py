@@ -127,7 +127,7 @@ def _formatted(row: dict) -> dict:
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:
-    from ..runs.store import _atomic
+    from ..files import write_text_atomic
 
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, COLUMNS, extrasaction="ignore", lineterminator="\n")
@@ -135,4 +135,4 @@ def write_rows(path: Path, rows: list[dict]) -> None:
     for row in rows:
         writer.writerow(_formatted(row))
     text = buffer.getvalue()
-    _atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    write_text_atomic(path, text)
