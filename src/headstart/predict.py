@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .data.sources import Source
+from .modalities import get_modality
 
 
 def records(
@@ -54,7 +55,5 @@ def _input_ids(data, modality: str) -> list[str]:
     """The ids a plain list of inputs gets, in its order (else none: keep the found order)."""
     if isinstance(data, Source | str | Path):
         return []
-    values = list(data)
-    if modality == "text":
-        return [str(n) for n in range(1, len(values) + 1)]
-    return [str(Path(v)) for v in values]
+    kind = get_modality(modality)
+    return [kind.input_id(value, n) for n, value in enumerate(data, start=1)]
