@@ -76,6 +76,8 @@ class Modality:
     estimator: ClassVar[str] = ""  # the estimator class for this data (messages, the CLI)
     default_model: ClassVar[str] = ""  # the zoo name used when no model is given
     control_strategy: ClassVar[str] = ""  # the no-backbone strategy that is its control
+    # labelled items from which `auto` fine-tunes every layer on a GPU (None: it never does)
+    fine_tune_rows: ClassVar[int | None] = None
     batch_size: ClassVar[int] = 32  # extraction batch default
     min_train_rows: ClassVar[int] = 1  # fewest readable rows a training batch may have
     # decoding finds unreadable items (so they are found before training, not during it)

@@ -20,6 +20,7 @@ class TextModality(Modality):
     estimator = "TextClassifier"
     default_model = "minilm_l6"
     control_strategy = "tfidf"
+    fine_tune_rows = 1000  # the standard recipe for text encoders pays from here
     batch_size = 64
     table_columns = ("text", "sentence")
     column_arg = "text_col"

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..data.sources import Source
 from ..errors import HeadstartError
-from ..heads import detect_task
+from ..heads import TASKS, detect_task
 from . import scores
 
 NO_TRANSFER = "no-transfer"
@@ -180,7 +180,7 @@ def prepare(source: Source, max_items: int | None, seed: int) -> Source:
         )
     labels = [i.label for i in source.items]
     kind = detect_task(labels) if labels else "classification"
-    if kind != "classification":
+    if not TASKS[kind].one_class_per_item:
         raise HeadstartError(
             f"Ranking scores classification labels; these look like {kind} labels."
         )
