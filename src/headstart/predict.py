@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .data.sources import Source
+from .modalities import get_modality
 
 
 def records(
@@ -26,22 +27,10 @@ def records(
     found = estimator.embeddings(data, labels=False)
     outputs = estimator.predict_proba(found) if found.items else None
     labels = estimator.predict(found) if found.items else []
-    kind, classes = estimator.task_.kind, estimator.classes_.tolist()
+    task = estimator.task_
     by_id = {}
     for index, (item, label) in enumerate(zip(found.items, labels, strict=True)):
-        row = {"input": item.id, "label": label}
-        if kind == "classification":
-            row["probability"] = round(float(outputs[index].max()), 4)
-            if top_k:
-                best = outputs[index].argsort()[::-1][:top_k]
-                row["top"] = [
-                    {"label": classes[i], "probability": round(float(outputs[index][i]), 4)}
-                    for i in best
-                ]
-        elif kind == "multilabel":
-            row["probabilities"] = {
-                c: round(float(p), 4) for c, p in zip(classes, outputs[index], strict=True)
-            }
+        row = {"input": item.id, "label": label, **task.describe_prediction(outputs[index], top_k)}
         by_id[item.id] = row
     for skip in found.skipped:
         by_id[skip.id] = {"input": skip.id, "error": skip.reason}
@@ -54,7 +43,5 @@ def _input_ids(data, modality: str) -> list[str]:
     """The ids a plain list of inputs gets, in its order (else none: keep the found order)."""
     if isinstance(data, Source | str | Path):
         return []
-    values = list(data)
-    if modality == "text":
-        return [str(n) for n in range(1, len(values) + 1)]
-    return [str(Path(v)) for v in values]
+    kind = get_modality(modality)
+    return [kind.input_id(value, n) for n, value in enumerate(data, start=1)]

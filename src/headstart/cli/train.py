@@ -12,7 +12,6 @@ from ..errors import HeadstartError
 from ..predict import records
 from .console import DEVICE_HELP, PRECISION_HELP, err, out
 
-ESTIMATORS = {"image": "ImageClassifier", "text": "TextClassifier"}
 TASK_HELP = "auto, classification, multilabel, regression."
 TEXT_COL_HELP = "Text column of a table (default: text, else sentence)."
 LABEL_COL_HELP = "Label column of a table (default: label)."
@@ -22,13 +21,13 @@ RUN_LABEL_COL = "Label column of a table (default: the run's, from fit)."
 
 def _estimator_for(modality: str):
     from .. import estimators
+    from ..modalities import MODALITIES, get_modality
 
-    name = ESTIMATORS.get(modality)
-    if name is None:
-        raise HeadstartError(
-            f"Training on {modality} data is not available yet (images and texts are)."
-        )
-    return getattr(estimators, name)
+    cls = getattr(estimators, get_modality(modality).estimator, None)
+    if cls is None:
+        known = ", ".join(m.plural for m in MODALITIES.values() if m.estimator)
+        raise HeadstartError(f"Training on {modality} data is not available yet ({known} are).")
+    return cls
 
 
 def fit(
@@ -157,19 +156,24 @@ def predict(
     """Label and probability for each input; an unreadable input gets an error entry."""
     from ..data.images import is_image_path
     from ..data.sources import source_from_paths
+    from ..modalities import get_modality
 
     est = load_any(run_dir)
     _check_task(est, task, run_dir)
     inputs, text = inputs or [], text or []
-    if est.modality == "text":
+    modality = get_modality(est.modality)
+    if modality.typed_inputs:  # texts: typed with --text, or rows of tables
         _predict_texts(est, inputs, text, as_json, text_col)
         return
     if text:
         raise HeadstartError(
-            f"--text is for text runs; '{run_dir}' classifies images. Pass image files or folders."
+            f"--text is for text runs; '{run_dir}' classifies {modality.plural}. Pass "
+            f"{modality.name} files or folders."
         )
     if not inputs:
-        raise HeadstartError("Nothing to predict: pass image files or folders after RUN_DIR.")
+        raise HeadstartError(
+            f"Nothing to predict: pass {modality.name} files or folders after RUN_DIR."
+        )
     files: list[Path] = []
     for path in inputs:
         if path.is_dir() and not is_image_path(path):
@@ -218,14 +222,14 @@ def _predict_texts(
     add(source_from_texts(texts), lambda n: f"--text {n}", lambda n: {"input": texts[n - 1]})
     for path in tables:
         table = read_source(path, text_col=text_col or est.text_col_, labels=False)
-        if table.modality != "text":
+        if table.modality != est.modality:
             raise HeadstartError(
-                f"'{path}' holds images; this run classifies texts. Pass a CSV, TSV or JSON "
-                "Lines table with a text column (--text-col), or --text."
+                f"'{path}' holds {table.modality}s; this run classifies {est.modality}s. Pass a "
+                "CSV, TSV or JSON Lines table with a text column (--text-col), or --text."
             )
         add(table, lambda n, p=path: f"{p}:{n}", lambda n, p=path: {"input": str(p), "row": n})
     rows = []
-    for row in records(est, Source("text", items, skipped, origin="inputs"), order=order):
+    for row in records(est, Source(est.modality, items, skipped, origin="inputs"), order=order):
         rows.append({**shown[row["input"]], **{k: v for k, v in row.items() if k != "input"}})
     if as_json:
         out.print_json(json.dumps(rows))

@@ -161,11 +161,14 @@ def parse_strategies(text: str, modality: str) -> list[str]:
 
 def estimator_for(modality: str):
     from .. import estimators
+    from ..modalities import MODALITIES
 
-    classes = {"image": estimators.ImageClassifier, "text": estimators.TextClassifier}
-    if modality not in classes:
-        raise HeadstartError(f"compare needs images or texts; this data holds {modality}.")
-    return classes[modality]
+    kind = MODALITIES.get(modality)
+    cls = getattr(estimators, kind.estimator, None) if kind is not None else None
+    if cls is None:
+        known = " or ".join(m.plural for m in MODALITIES.values() if m.estimator)
+        raise HeadstartError(f"compare needs {known}; this data holds {modality}.")
+    return cls
 
 
 def run_cell(cell: Cell, settings: Settings, train: Source, val: Source | None) -> dict:

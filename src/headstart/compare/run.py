@@ -126,7 +126,7 @@ def _make_folder(out_dir: Path) -> None:
 def _check_data(train: Source, data, val, text_col, label_col, val_fraction) -> Source | None:
     """Fail in the first second, not after the first cell, on data no cell could use."""
     from ..data.split import split
-    from ..heads import detect_task
+    from ..heads import TASKS, detect_task
 
     if not train.items:
         raise HeadstartError(f"Nothing usable in '{data}': all {len(train.skipped)} items skipped.")
@@ -136,7 +136,7 @@ def _check_data(train: Source, data, val, text_col, label_col, val_fraction) -> 
             f"'{data}' has no labels: compare needs class subfolders or a label column."
         )
     kind = detect_task(labels)
-    if kind != "classification":
+    if not TASKS[kind].one_class_per_item:
         raise HeadstartError(
             f"compare measures classification accuracy; the labels of '{data}' look like {kind}."
         )

@@ -24,13 +24,7 @@ if TYPE_CHECKING:  # imported where a table is read: an image folder needs no pa
     import pandas as pd
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
-PATH_COLUMNS = ("path", "filepath", "file", "image")
-TEXT_COLUMNS = ("text", "sentence")
 LABEL_COLUMN = "label"
-_ACCEPTED = (
-    "a folder of images, a folder with one subfolder of images per class, "
-    "or a .csv, .tsv, .jsonl or .json table"
-)
 
 
 @dataclass
@@ -80,20 +74,24 @@ def read_source(
 
     labels=False ignores a table's label column (data to predict: a blank label is no reason
     to skip a row)."""
+    from ..modalities import accepted_data, folder_modality
+
     path = Path(data)
     if not labels:
         label_col = False  # _from_table: no label column at all
     if not path.exists():
-        raise HeadstartError(f"DATA {str(data)!r} does not exist. Pass {_ACCEPTED}.")
+        raise HeadstartError(f"DATA {str(data)!r} does not exist. Pass {accepted_data()}.")
     if not path.is_dir() and path.suffix.lower() not in TABLE_SUFFIXES:
         raise HeadstartError(
-            f"DATA {str(data)!r} is a {path.suffix or 'suffix-less'} file; expected {_ACCEPTED}."
+            f"DATA {str(data)!r} is a {path.suffix or 'suffix-less'} file; "
+            f"expected {accepted_data()}."
         )
+    columns = {"text_col": text_col, "path_col": path_col}  # a modality's column_arg -> asked
     try:
         source = (
-            _read_folder(path)
+            folder_modality(path).read_folder(path)
             if path.is_dir()
-            else _read_any_table(path, text_col, label_col, path_col)
+            else _read_any_table(path, columns, label_col)
         )
     except OSError as err:  # permissions, I/O errors: the whole source, not one item
         raise HeadstartError(f"DATA {str(data)!r} cannot be read ({err.strerror or err}).") from err
@@ -125,7 +123,8 @@ def source_from_paths(paths: Iterable[str | os.PathLike], labels: Sequence | Non
 # ---- folders -------------------------------------------------------------------------------
 
 
-def _read_folder(root: Path) -> Source:
+def read_image_folder(root: Path) -> Source:
+    """A folder of images, or a folder with one subfolder of images per class."""
     entries = _visible(root)
     class_dirs = [e for e in entries if e.is_dir() and not is_image_path(e)]
     if any(_has_images(d) for d in class_dirs):
@@ -205,9 +204,9 @@ def _has_images(folder: Path) -> bool:
 # ---- tables: bytes to a frame with row ids ---------------------------------------------------
 
 
-def _read_any_table(path: Path, text_col, label_col, path_col) -> Source:
+def _read_any_table(path: Path, columns: dict, label_col) -> Source:
     frame, ids, skipped = _read_table(path)
-    source = _from_table(frame, ids, path, text_col, label_col, path_col)
+    source = _from_table(frame, ids, path, columns, label_col)
     source.skipped[:0] = skipped
     return source
 
@@ -378,7 +377,7 @@ def _columns_to_records(path: Path, value: dict) -> list[dict]:
 # ---- tables: frame to items ------------------------------------------------------------------
 
 
-def _from_table(frame, ids, path, text_col, label_col, path_col) -> Source:
+def _from_table(frame, ids, path, asked: dict, label_col) -> Source:
     if not ids:  # every row was skipped while reading; the caller reports why
         return Source("text", [], [], origin=str(path))
     frame.columns = [str(c) for c in frame.columns]
@@ -386,40 +385,44 @@ def _from_table(frame, ids, path, text_col, label_col, path_col) -> Source:
     label = (
         None
         if label_col is False
-        else _pick_column(path, columns, label_col, (LABEL_COLUMN,), "--label-col", required=False)
+        else _pick_column(path, columns, label_col, (LABEL_COLUMN,), "--label-col")
     )
-    modality, content = _content_column(path, columns, text_col, path_col)
+    modality, content = _content_column(path, columns, asked)
     items: list[Item] = []
     skipped: list[Skip] = []
     for row_id, row in zip(ids, frame.to_dict("records"), strict=True):
-        value = _cell(row.get(content))
-        if modality == "image":
-            row_id, fields = _image_row(row_id, value, path.parent)
-        else:
-            fields = {"text": value}
+        row_id, fields = modality.table_row(row_id, _cell(row.get(content)), path.parent)
         row_label = row.get(label) if label else None
         _add_row(items, skipped, row_id, fields, row_label, labels_given=label is not None)
-    return Source(modality, items, skipped, origin=str(path))
+    return Source(modality.name, items, skipped, origin=str(path))
 
 
-def _content_column(path, columns, text_col, path_col) -> tuple[str, str]:
-    """("image", path column) for image lists, else ("text", text column)."""
-    if path_col or not text_col:  # an explicit --text-col means text even beside a 'file' column
-        found = _pick_column(path, columns, path_col, PATH_COLUMNS, "--path-col", required=False)
+def _content_column(path, columns, asked: dict):
+    """(modality, its column): a column the caller named wins (an explicit --text-col means
+    text even beside a 'file' column), then the first modality with a default column found."""
+    from ..modalities import table_modalities
+
+    modalities = table_modalities()
+    for modality in modalities:
+        name = asked.get(modality.column_arg)
+        if name:
+            flag = "--" + modality.column_arg.replace("_", "-")
+            return modality, _pick_column(path, columns, name, (), flag)
+    for modality in modalities:
+        found = _pick_column(path, columns, None, modality.table_columns, "")
         if found:
-            return "image", found
-    return "text", _pick_column(path, columns, text_col, TEXT_COLUMNS, "--text-col", required=True)
+            return modality, found
+    fallback = next((m for m in modalities if m.fallback), modalities[-1])
+    expected = " or ".join(repr(d) for d in fallback.table_columns)
+    hints = [fallback.column_hint] + [m.column_hint for m in modalities if m is not fallback]
+    raise HeadstartError(
+        f"DATA '{path}' has no {expected} column; found columns {columns}. "
+        f"Pass {', or '.join(hints)}."
+    )
 
 
-def _image_row(row_id: str, value: str | None, folder: Path) -> tuple[str, dict]:
-    if value is None or not value.strip():
-        return row_id, {"path": None}
-    image = Path(value.strip()).expanduser()
-    image = image if image.is_absolute() else folder / image
-    return str(image), {"path": image}
-
-
-def _pick_column(path, columns, asked, defaults, flag, *, required) -> str | None:
+def _pick_column(path, columns, asked, defaults, flag) -> str | None:
+    """The column asked for (an error naming `flag` when missing), else the first default."""
     if asked is not None:
         if asked in columns:
             return asked
@@ -431,12 +434,6 @@ def _pick_column(path, columns, asked, defaults, flag, *, required) -> str | Non
     for name in defaults:
         if name in by_lower:
             return by_lower[name]
-    if required:
-        expected = " or ".join(repr(d) for d in defaults)
-        raise HeadstartError(
-            f"DATA '{path}' has no {expected} column; found columns {columns}. "
-            f"Pass the text column with {flag}, or a path column with --path-col."
-        )
     return None
 
 
@@ -512,4 +509,6 @@ def _check_not_empty(source: Source, data: str) -> None:
         )
     else:
         detail = f"it holds no image files ({suffixes}) and no rows"
-    raise HeadstartError(f"DATA {data!r} has nothing usable: {detail}. Expected {_ACCEPTED}.")
+    from ..modalities import accepted_data
+
+    raise HeadstartError(f"DATA {data!r} has nothing usable: {detail}. Expected {accepted_data()}.")

@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 from ..data.images import decode_for_model, load_rgb
 from ..data.sources import Item
 from ..errors import UnreadableItem
+from ..modalities import Modality
 from ..zoo.config import ImagePreprocess
 
 # Crops of at least 35% of the image (fastai's fine-tuning choice), no colour jitter: timm's
@@ -75,11 +76,11 @@ class TextItems(Dataset):
 
 
 class Collate:
-    """Stack the readable rows; a batch with fewer than `min_rows` of them becomes None (skipped).
+    """Stack the readable rows as the modality batches them; a batch with fewer than `min_rows`
+    of them becomes None (skipped). Training batches take the modality's min_train_rows (images
+    need two: BatchNorm cannot normalise a single example)."""
 
-    Training batches of images need two rows: BatchNorm cannot normalise a single example."""
-
-    def __init__(self, modality: str, min_rows: int = 1):
+    def __init__(self, modality: Modality, min_rows: int = 1):
         self.modality, self.min_rows = modality, min_rows
 
     def __call__(self, rows):
@@ -87,6 +88,4 @@ class Collate:
         if len(rows) < self.min_rows:
             return None
         targets = torch.stack([target for _, target in rows])
-        if self.modality == "text":
-            return [text for text, _ in rows], targets
-        return torch.stack([image for image, _ in rows]), targets
+        return self.modality.stack([inputs for inputs, _ in rows]), targets

@@ -35,9 +35,10 @@ from ..data.sources import Item
 from ..errors import HeadstartError, check_choice
 from ..features.speed import DEVICES, PRECISIONS
 from ..heads.tasks import Task
+from ..modalities import get_modality
 from ..strategies.base import Strategy, freeze_frozen_batchnorm, set_trainable
 from ..zoo.backbone import Backbone
-from .data import Collate, ImageItems, TextItems
+from .data import Collate
 
 LAST = "last.ckpt"
 BEST_PREFIX = "best-"
@@ -171,7 +172,7 @@ class _Module(pl.LightningModule):
         super().__init__()
         self.backbone, self.head = backbone, head
         self.task, self.strategy, self.cfg = task, strategy, cfg
-        self.image = backbone.modality == "image"
+        self.modality = get_modality(backbone.modality)
         self.train_loss = task.loss(cfg.label_smoothing)
         self.eval_loss = task.loss(0.0)  # val_loss is the plain loss, comparable across runs
         self.group_count = len(backbone.groups())
@@ -205,8 +206,9 @@ class _Module(pl.LightningModule):
         self.train()
 
     def setup(self, stage: str) -> None:
-        if self.image:  # channels-last: a cheap speed-up for convolutions
-            self.to(memory_format=torch.channels_last)
+        memory_format = self.modality.memory_format()
+        if memory_format is not None:
+            self.to(memory_format=memory_format)
 
     def on_fit_start(self) -> None:
         self.anchors = [a.to(self.device) for a in self.anchors]
@@ -215,7 +217,7 @@ class _Module(pl.LightningModule):
     def finish(self, requires_grad: list[bool]) -> None:
         """Hand the modules back: CPU, contiguous, eval mode, requires_grad as given."""
         self.cpu()
-        if self.image:
+        if self.modality.memory_format() is not None:
             self.to(memory_format=torch.contiguous_format)
         self.anchors = []
         params = [*self.backbone.parameters(), *self.head.parameters()]
@@ -227,16 +229,16 @@ class _Module(pl.LightningModule):
     # -- batches
 
     def on_before_batch_transfer(self, batch, dataloader_idx: int):
-        if batch is not None and not self.image:
-            texts, targets = batch
-            return self.backbone.tokenize(texts), targets
-        return batch
+        if batch is None:
+            return None
+        inputs, targets = batch
+        return self.modality.before_transfer(self.backbone, inputs), targets
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        if batch is not None and self.image:
-            images, targets = batch
-            return images.contiguous(memory_format=torch.channels_last), targets
-        return batch
+        if batch is None:
+            return None
+        inputs, targets = batch
+        return self.modality.after_transfer(inputs), targets
 
     def forward(self, inputs) -> torch.Tensor:
         return self.head(self.backbone(inputs)).float()
@@ -369,8 +371,7 @@ def warmup_cosine(total: int, warmup_fraction: float):
 def _check(backbone, task, train_data, val, cfg: TrainConfig) -> None:
     check_choice("precision", cfg.precision, PRECISIONS, "TrainConfig")
     check_choice("device", cfg.device, DEVICES, "TrainConfig")
-    if backbone.modality not in ("image", "text"):
-        raise HeadstartError(f"Training a {backbone.modality!r} backbone is not supported yet.")
+    get_modality(backbone.modality)  # an unknown modality fails here, naming the known ones
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise HeadstartError(
             f"TrainConfig needs epochs >= 1 and batch_size >= 1; got epochs={cfg.epochs}, "
@@ -431,20 +432,18 @@ def _accelerator(device: str) -> str:
 
 
 def _loaders(backbone: Backbone, train_data: TrainData, val: TrainData | None, cfg):
-    def dataset(data: TrainData, training: bool):
-        targets = np.asarray(data.targets)
-        if backbone.modality == "text":
-            return TextItems(data.items, targets)
-        return ImageItems(data.items, targets, backbone.preprocess, cfg.augment and training)
+    modality = get_modality(backbone.modality)
 
     def loader(data: TrainData, training: bool) -> DataLoader:
-        min_rows = 2 if training and backbone.modality == "image" else 1
+        augment = cfg.augment and training
+        targets = np.asarray(data.targets)
+        min_rows = modality.min_train_rows if training else 1
         return DataLoader(
-            dataset(data, training),
+            modality.train_dataset(data.items, targets, backbone.preprocess, augment),
             batch_size=cfg.batch_size,
             shuffle=training,
             num_workers=cfg.workers,
-            collate_fn=Collate(backbone.modality, min_rows),
+            collate_fn=Collate(modality, min_rows),
             persistent_workers=cfg.workers > 0,
             # a lone last example cannot train BatchNorm: drop it rather than fail
             drop_last=training

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..modalities import get_modality
+
 FEW_PER_CLASS = 20
 PROBE_GOOD_ENOUGH = 0.97
-TEXT_FINE_TUNE_ROWS = 1000  # labelled texts from which fine-tuning the encoder on a GPU pays
 
 
 def choose_strategy(
@@ -21,7 +22,9 @@ def choose_strategy(
 
     layer_scan, when given, is called only where the backbone is to be trained; its advice
     (select.layers.recommend_unfreeze) says how many groups from the top to train."""
-    if task_kind != "classification":
+    from ..tasks import TASKS
+
+    if not TASKS[task_kind].one_class_per_item:  # label sets, numbers
         return (
             "linear-probe",
             f"{task_kind} task: a linear head on frozen features is the safe start",
@@ -38,11 +41,13 @@ def choose_strategy(
             f"{probe_cv_accuracy:.3f}); fine-tuning has little to add"
         )
     total = sum(counts.values())
-    if modality == "text" and device_type == "cuda" and total >= TEXT_FINE_TUNE_ROWS:
+    kind = get_modality(modality)
+    enough = kind.fine_tune_rows is not None and total >= kind.fine_tune_rows
+    if enough and device_type == "cuda":
         return "fine-tune", (
-            f"{total} labelled texts (at least {TEXT_FINE_TUNE_ROWS}) and a GPU: fine-tuning "
-            "every layer of the encoder, the standard recipe for text, is affordable and "
-            "usually beats a frozen probe at this size"
+            f"{total} labelled {kind.plural} (at least {kind.fine_tune_rows}) and a GPU: "
+            f"fine-tuning every layer of the backbone, the standard recipe for {kind.plural}, "
+            "is affordable and usually beats a frozen probe at this size"
         )
     if device_type == "cpu" and sum(counts.values()) > 5000:
         return "linear-probe", "large data on a CPU: fine-tuning would take hours; probe first"

@@ -14,14 +14,14 @@ import sklearn.exceptions
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from ..data.images import is_image_path
-from ..data.sources import Item, Skip, Source, read_source, source_from_paths, source_from_texts
+from ..data.sources import Item, Skip, Source, read_source
 from ..data.split import per_class as take_per_class
 from ..data.split import split
 from ..errors import HeadstartError, check_choice, did_you_mean
 from ..features.extract import Embeddings, Extractor
 from ..features.speed import DEVICES, PRECISION_CHOICES, resolve_device
 from ..heads import TASKS, Head, Task, detect_task, get_task, task_choices
+from ..modalities import get_modality
 from ..strategies import STRATEGIES, get_strategy
 from ..strategies.base import check_strategy, parse_strategy
 from ..zoo import load_backbone
@@ -177,7 +177,7 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
         self.text_col_, self.label_col_ = text_col, label_col
         self._run_dir, self._resume = run_dir, resume
         self._check_values()
-        train_src, val_src = self._split(self._as_source(X, y, one_text=False), val)
+        train_src, val_src = self._split(self._as_source(X, y, one_input=False), val)
         self.label_type_ = _label_type(y)
         self.task_ = Task.from_labels([i.label for i in train_src.items], self.task)
         train_src = self.task_.attach(train_src)  # items carry their typed target
@@ -286,37 +286,33 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
         data,
         y=None,
         labels: bool = True,
-        one_text: bool = True,
+        one_input: bool = True,
         text_col: str | None = None,
         label_col: str | None = None,
     ) -> Source:
-        """one_text: a str given to a text estimator may be one text (predict), not only a path
-        (fit, where a single text makes no training set). Columns default to fit's."""
+        """one_input: a str or path given alone may be one input (an image file; for a text
+        estimator, one text) rather than a folder or table to read; not so in fit, where one
+        input makes no training set. Columns default to fit's."""
         if isinstance(data, Source):
             return self._check_modality(data)
-        text = one_text and _is_text(data, self.modality)
-        if isinstance(data, str | Path) and y is None and not text:
-            path = Path(data)
-            if self.modality == "image" and path.is_file() and is_image_path(path):
-                return source_from_paths([path])
+        modality = get_modality(self.modality)
+        alone = isinstance(data, str | Path)
+        if alone and y is None and not (one_input and modality.is_one_input(data)):
             found = read_source(
-                path,
+                Path(data),
                 text_col=text_col or getattr(self, "text_col_", None),
                 label_col=label_col or getattr(self, "label_col_", None),
                 labels=labels,
             )
             return self._check_modality(found)
-        values = [data] if isinstance(data, str | Path) else list(data)
-        if self.modality == "text":
-            return source_from_texts(values, y)
-        return source_from_paths(values, y)
+        return modality.source_from_values([data] if alone else list(data), y)
 
     def _check_modality(self, source: Source) -> Source:
         if source.modality != self.modality and source.items:
-            other = "TextClassifier" if source.modality == "text" else "ImageClassifier"
+            other = get_modality(source.modality)
             raise HeadstartError(
                 f"{type(self).__name__} takes {self.modality} data, but "
-                f"{source.origin or 'the data'!r} holds {source.modality}s. Use {other}."
+                f"{source.origin or 'the data'!r} holds {other.plural}. Use {other.estimator}."
             )
         return source
 
@@ -331,7 +327,7 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
         if val is not None:
             pair = isinstance(val, tuple) and len(val) == 2 and not isinstance(val[0], str | Path)
             # a path, a Source, or an (items, labels) pair
-            val_src = self._as_source(*val) if pair else self._as_source(val, one_text=False)
+            val_src = self._as_source(*val) if pair else self._as_source(val, one_input=False)
             self._say_skips(val_src.skipped, "validation data")
             _check_usable(val_src, "Validation data")
             if any(i.label is None for i in val_src.items):
@@ -370,7 +366,8 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
         if val_src is None:
             return None
         name, _ = parse_strategy(self.strategy)
-        if self.modality == "text" and name != "auto" and not STRATEGIES[name].frozen:
+        checks = get_modality(self.modality).decoding_can_fail
+        if not checks and name != "auto" and not STRATEGIES[name].frozen:
             return _unembedded(val_src)
         return self._embed(val_src, cached=True)
 
@@ -564,7 +561,7 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
         if not getattr(self.strategy_, "classic", False):
             return found.features
         items = found.items
-        rows = self.head_.features([i.text for i in items] if self.modality == "text" else items)
+        rows = self.head_.features([get_modality(self.modality).value_of(i) for i in items])
         return np.asarray(rows.toarray() if hasattr(rows, "toarray") else rows, dtype=np.float32)
 
     def predict_proba(self, X) -> np.ndarray:
@@ -735,16 +732,6 @@ def _is_classic(strategy: str) -> bool:
     return bool(getattr(STRATEGIES.get(name), "classic", False))
 
 
-def _is_text(data, modality: str) -> bool:
-    """A str given to a text estimator is a text unless it names a path or looks like a table."""
-    if modality != "text" or not isinstance(data, str):
-        return False
-    from ..data.sources import TABLE_SUFFIXES
-
-    looks_like_table = data.lower().endswith(TABLE_SUFFIXES) and not any(c.isspace() for c in data)
-    return not looks_like_table and not Path(data).exists()
-
-
 def _unembedded(source: Source):
     """Items without features, for strategies that read the items themselves."""
     from ..features.extract import Embeddings, Stats
@@ -757,14 +744,15 @@ def _unembedded(source: Source):
 
 def load_backbone_random(model: str, modality: str):
     """The architecture with random weights; its weight file is never opened."""
-    from ..zoo import DEFAULT_MODEL, get_entry
+    from ..zoo import get_entry
 
-    name = model or DEFAULT_MODEL[modality]
+    default = get_modality(modality).default_model
+    name = model or default
     entry = get_entry(name)
     if entry.modality != modality:
         raise HeadstartError(
             f"Model {name!r} takes {entry.modality} input but the data is {modality}. "
-            f"Use a {modality} backbone, e.g. model={DEFAULT_MODEL[modality]!r}."
+            f"Use {get_modality(modality).article} {modality} backbone, e.g. model={default!r}."
         )
     return entry.build(pretrained=False)
 

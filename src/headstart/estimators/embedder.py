@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from ..data.images import is_image_path
-from ..data.sources import Source, source_from_paths, source_from_texts
 from ..errors import HeadstartError, check_choice
+from ..modalities import MODALITIES, detect_values, get_modality
 from .base import NotFittedError
 
 
@@ -20,7 +19,8 @@ class Embedder(TransformerMixin, BaseEstimator):
     """Texts or image paths -> (N, D) pooled features of a frozen backbone, through the cache.
 
     model: a zoo name (default: the bundled backbone of the data's modality). modality: "auto"
-    (image when the first input is an existing image file, else text), "image" or "text".
+    (the modality the first input looks like: an existing image file is an image, any other
+    string a text), or a modality's name ("image", "text").
     fit learns nothing: it resolves the backbone and records modality_, model_, weight_id_ and
     n_features_out_. An input that cannot be used is an error naming it (rows must line up).
     verbose, device, precision and workers choose how the work runs, not what it computes."""
@@ -43,7 +43,7 @@ class Embedder(TransformerMixin, BaseEstimator):
     def fit(self, X, y=None) -> Embedder:
         from ..zoo import load_backbone
 
-        check_choice("modality", self.modality, ("auto", "image", "text"), "Embedder")
+        check_choice("modality", self.modality, ("auto", *MODALITIES), "Embedder")
         modality = self.modality if self.modality != "auto" else _guess_modality(X, self.model)
         self.backbone_ = load_backbone(self.model, modality, self.weights)
         self.modality_, self.model_ = modality, self.backbone_.name
@@ -60,7 +60,7 @@ class Embedder(TransformerMixin, BaseEstimator):
                 "chooses the backbone)."
             )
         values = list(X) if not isinstance(X, str | Path) else [X]
-        source = _source(values, self.modality_)
+        source = get_modality(self.modality_).source_from_values(values)
         extractor = Extractor(
             self.backbone_,
             precision=self.precision,
@@ -94,13 +94,4 @@ def _guess_modality(X, model: str) -> str:
         from ..zoo import get_entry
 
         return get_entry(model).modality
-    first = next(iter([X] if isinstance(X, str | Path) else X), None)
-    if first is not None and Path(str(first)).is_file() and is_image_path(Path(str(first))):
-        return "image"
-    return "text"
-
-
-def _source(values: list, modality: str) -> Source:
-    if modality == "text":
-        return source_from_texts([str(v) for v in values])
-    return source_from_paths(values)
+    return detect_values([X] if isinstance(X, str | Path) else X).name

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..data.sources import Item, Skip, Source
-from ..errors import HeadstartError, UnreadableItem
+from ..errors import UnreadableItem
+from ..modalities import get_modality
 from ..zoo.entry import materialize
-from .cache import EmbeddingCache, content_hash_file, content_hash_text, item_key
+from .cache import EmbeddingCache, item_key
 from .speed import optimise_for_inference, resolve_device_name, resolve_precision
-from .truncation import count_truncated
 
 if TYPE_CHECKING:  # torch is imported on a cache miss only: a fully cached run never loads it
     import torch
@@ -87,7 +87,8 @@ class Extractor:
         self.backbone = backbone  # a Backbone, or a LazyBackbone built only on a cache miss
         self.device_name = resolve_device_name(device)
         self.precision = resolve_precision(precision, self.device_name)
-        self.batch_size = batch_size or (32 if backbone.modality == "image" else 64)
+        self.modality = get_modality(backbone.modality)
+        self.batch_size = batch_size or self.modality.batch_size
         self.workers = _default_workers() if workers is None else workers
         if not _cacheable(backbone.weight_id):
             cache = None  # random or freshly tuned weights: their features are never reused
@@ -139,7 +140,7 @@ class Extractor:
         keys, bad = {}, []
         for item in items:
             try:
-                digest = content_hash_text(item.text) if item.text is not None else _hash(item)
+                digest = self.modality.content_hash(item)
             except UnreadableItem as err:
                 bad.append(Skip(item.id, str(err)))
                 continue
@@ -158,129 +159,33 @@ class Extractor:
     # -- computing --------------------------------------------------------------------------
 
     def _compute(self, todo: list[Item], keys: dict[str, str], progress: Progress | None):
-        if self.backbone.modality == "image":
-            return self._compute_images(todo, keys, progress)
-        if self.backbone.modality == "text":
-            return self._compute_texts(todo, keys, progress)
-        raise HeadstartError(
-            f"Extraction for modality {self.backbone.modality!r} is not wired yet."
-        )
-
-    def _compute_images(self, todo, keys, progress):
-        import torch
-        from torch.utils.data import DataLoader
-
-        model = self._fast_model()
-        pre = self.backbone.preprocess
-        mean = torch.tensor(pre.mean).view(1, 3, 1, 1) * 255
-        std = torch.tensor(pre.std).view(1, 3, 1, 1) * 255
-        loader = DataLoader(
-            _ImageFiles(todo, pre),
-            batch_size=self.batch_size,
-            num_workers=self.workers,
-            collate_fn=_collate,
-            persistent_workers=False,
-            prefetch_factor=4 if self.workers else None,
-        )
-        new, failed, done = {}, [], 0
-        for indices, images, errors in loader:
-            failed += [Skip(todo[i].id, reason) for i, reason in errors]
-            if images is not None:
-                batch = ((images.float() - mean) / std).contiguous(
-                    memory_format=torch.channels_last
-                )
-                vecs = self._forward(model, batch)
-                batch_keys = [keys[todo[i].id] for i in indices]
-                self._store(batch_keys, vecs)
-                new.update(zip(batch_keys, vecs, strict=True))
-            done += len(indices) + len(errors)
-            if progress:
-                progress(done, len(todo))
-        return new, failed, 0
-
-    def _compute_texts(self, todo, keys, progress):
-        """Tokenise everything once, sort by exact token count, so batches carry no padding."""
-        backbone = materialize(self.backbone)
-        texts = [item.text for item in todo]
-        ids = backbone.token_ids(texts)
-        order = sorted(range(len(todo)), key=lambda i: len(ids[i]), reverse=True)
-        model = backbone.to(self.device)
-        new, done = {}, 0
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            batch = backbone.pad([ids[i] for i in chunk])
-            vecs = self._forward(model, {k: v.to(self.device) for k, v in batch.items()})
-            batch_keys = [keys[todo[i].id] for i in chunk]
-            self._store(batch_keys, vecs)
-            new.update(zip(batch_keys, vecs, strict=True))
-            done += len(chunk)
-            if progress:
-                progress(done, len(todo))
-        truncated = count_truncated(backbone.tokenizer, texts, backbone.preprocess.max_length)
-        return new, [], truncated
+        return self.modality.embed(self, todo, keys, progress)
 
     def _fast_model(self) -> torch.nn.Module:
-        import torch
 
         if self._fast is None:
-            size = self.backbone.preprocess.input_size
-            example = torch.randn(2, 3, size, size)
+            example = self.modality.dummy_batch(self.backbone, 2)
             fast = optimise_for_inference(materialize(self.backbone), example, self.precision)
             self._fast = fast.to(self.device)
         return self._fast
 
-    def _forward(self, model, batch) -> np.ndarray:
+    @property
+    def dtype(self) -> torch.dtype:
+        """What float inputs are cast to before a forward pass."""
         import torch
 
-        cast = torch.bfloat16 if self.precision == "bf16" else None
-        with torch.inference_mode():
-            if isinstance(batch, dict):
-                ctx = torch.autocast(self.device.type, cast) if cast else nullcontext()
-                with ctx:
-                    out = model(batch)
-            else:
-                batch = batch.to(self.device, dtype=cast or torch.float32)
-                out = model(batch)
+        return torch.bfloat16 if self.precision == "bf16" else torch.float32
+
+    def _forward(self, model, batch, autocast: bool = False) -> np.ndarray:
+        """Pooled features of a batch already on the device; autocast: run in bf16 autocast
+        (inputs that are not floats, such as token ids) when the precision asks for it."""
+        import torch
+
+        bf16 = autocast and self.precision == "bf16"
+        cast = torch.autocast(self.device.type, torch.bfloat16) if bf16 else nullcontext()
+        with torch.inference_mode(), cast:
+            out = model(batch)
         return out.float().cpu().numpy()
-
-
-class _ImageFiles:
-    """A map-style dataset (all a DataLoader needs) of decoded images."""
-
-    def __init__(self, items: list[Item], pre):
-        self.items, self.pre = items, pre
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int):
-        from ..data.images import decode_for_model
-
-        try:
-            return index, decode_for_model(self.items[index].path, self.pre), None
-        except UnreadableItem as err:
-            return index, None, str(err)
-
-
-def _collate(rows):
-    import torch
-
-    good = [(i, t) for i, t, _ in rows if t is not None]
-    errors = [(i, reason) for i, t, reason in rows if t is None]
-    images = torch.stack([t for _, t in good]) if good else None
-    return [i for i, _ in good], images, errors
-
-
-def _hash(item: Item) -> str:
-    path = item.path
-    try:
-        if path.is_dir():
-            raise UnreadableItem("is a directory")
-        return content_hash_file(path)
-    except FileNotFoundError:
-        raise UnreadableItem("file not found") from None
-    except OSError as err:
-        raise UnreadableItem(f"cannot read ({err.strerror or err})") from None
 
 
 def _unique_misses(items, keys, vectors) -> list[Item]:

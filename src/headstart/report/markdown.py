@@ -18,29 +18,6 @@ if TYPE_CHECKING:
 # A confusion matrix is also written as a table when it is small enough to read as text.
 MAX_TABLE_CLASSES = 12
 
-_HEADLINE = {
-    "classification": [
-        ("accuracy", "Accuracy"),
-        ("macro_f1", "Macro F1"),
-        ("log_loss", "Log loss"),
-        ("n", "Examples"),
-    ],
-    "multilabel": [
-        ("micro_f1", "Micro F1"),
-        ("macro_f1", "Macro F1"),
-        ("mAP", "mAP"),
-        ("subset_accuracy", "Subset accuracy"),
-        ("n", "Examples"),
-    ],
-    "regression": [
-        ("mse", "MSE"),
-        ("rmse", "RMSE"),
-        ("mae", "MAE"),
-        ("r2", "R²"),
-        ("n", "Examples"),
-    ],
-}
-
 
 def write_report(
     path: str | os.PathLike,
@@ -96,91 +73,23 @@ def worst_examples(
     ids = list(ids)
     if k <= 0 or len(ids) == 0:
         return []
-    if task.kind == "classification":
-        truth = targets.astype(np.int64)
-        rows = np.arange(len(truth))
-        true_prob = outputs[rows, truth]
-        predicted = outputs.argmax(axis=1)
-        order = np.argsort(true_prob, kind="stable")[:k]
-        return [
-            {
-                "id": str(ids[i]),
-                "true": task.classes[truth[i]],
-                "predicted": task.classes[predicted[i]],
-                "confidence": float(outputs[i, predicted[i]]),
-                "true_probability": float(true_prob[i]),
-            }
-            for i in order
-        ]
-    if task.kind == "multilabel":
-        limits = np.full(outputs.shape[1], 0.5) if thresholds is None else np.asarray(thresholds)
-        error = np.abs(targets.astype(np.float64) - outputs).sum(axis=1)
-        order = np.argsort(-error, kind="stable")[:k]
-        return [
-            {
-                "id": str(ids[i]),
-                "true": _labels(task, targets[i] > 0.5),
-                "predicted": _labels(task, outputs[i] >= limits),
-                "error": float(error[i]),
-            }
-            for i in order
-        ]
-    values = outputs.reshape(len(ids), -1)[:, 0]
-    truth = targets.astype(np.float64).reshape(-1)
-    error = np.abs(truth - values)
-    order = np.argsort(-error, kind="stable")[:k]
-    return [
-        {
-            "id": str(ids[i]),
-            "true": float(truth[i]),
-            "predicted": float(values[i]),
-            "error": float(error[i]),
-        }
-        for i in order
-    ]
-
-
-def _labels(task: Task, mask: np.ndarray) -> str:
-    return "|".join(name for name, on in zip(task.classes, mask, strict=True) if on)
+    return task.worst_examples(ids, targets, outputs, k, thresholds)
 
 
 def _metrics_section(task: Task, metrics: dict) -> list[str]:
-    headline = [
-        [name, metrics[key]] for key, name in _HEADLINE.get(task.kind, []) if key in metrics
-    ]
+    headline = [[name, metrics[key]] for key, name in task.headline_metrics if key in metrics]
     lines = ["## Metrics", ""]
     if headline:
         lines += [*_table(["metric", "value"], headline), ""]
-    if task.kind == "classification" and metrics.get("per_class"):
-        lines += ["## Per-class results", ""]
-        rows = [
-            [name, m["precision"], m["recall"], m["f1"], m["support"]]
-            for name, m in metrics["per_class"].items()
-        ]
-        lines += [*_table(["class", "precision", "recall", "F1", "support"], rows), ""]
-        matrix = metrics.get("confusion_matrix")
-        classes = metrics.get("classes") or list(metrics["per_class"])
-        if matrix and len(classes) <= MAX_TABLE_CLASSES:
-            lines += ["### Confusion matrix", "", "Rows are true classes, columns predicted.", ""]
-            rows = [[name, *counts] for name, counts in zip(classes, matrix, strict=True)]
-            lines += [*_table(["true \\ predicted", *classes], rows), ""]
-    elif task.kind == "multilabel" and metrics.get("per_label"):
-        lines += ["## Per-label results", ""]
-        rows = [
-            [name, m["precision"], m["recall"], m["f1"], m["ap"], m["threshold"], m["support"]]
-            for name, m in metrics["per_label"].items()
-        ]
-        header = ["label", "precision", "recall", "F1", "AP", "threshold", "support"]
-        lines += [*_table(header, rows), ""]
+    for heading, note, header, rows in task.detail_tables(metrics, MAX_TABLE_CLASSES):
+        lines += [heading, "", *([note, ""] if note else []), *_table(header, rows), ""]
     return lines
 
 
 def _worst_section(task: Task, worst: Sequence[dict]) -> list[str]:
     if not worst:
         return []
-    what = "lowest probability on the true class"
-    if task.kind != "classification":
-        what = "largest absolute error"
+    what = task.worst_by
     columns: list[str] = []
     for row in worst:
         columns += [key for key in row if key not in columns]

@@ -22,6 +22,7 @@ from torch import nn
 from ..data.sources import Source
 from ..errors import HeadstartError
 from ..features.extract import Extractor
+from ..modalities import get_modality
 from ..zoo.backbone import Backbone
 from .rank import Candidate, Ranking, finish, labels_of, no_transfer_row, prepare, score_features
 
@@ -64,11 +65,7 @@ class LayerTap(nn.Module):
         return [*pooled, self.inner.pool(found[-1], batch)]
 
     def _dims(self) -> list[int]:
-        if self.modality == "image":
-            side = self.inner.preprocess.input_size
-            batch = torch.zeros(1, 3, side, side)
-        else:
-            batch = self.inner.pad(self.inner.token_ids(["a short example"]))
+        batch = get_modality(self.modality).dummy_batch(self.inner, 1)
         with torch.inference_mode():
             return [cut.shape[1] for cut in self._cuts(batch)]
 

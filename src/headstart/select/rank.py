@@ -19,7 +19,7 @@ import numpy as np
 
 from ..data.sources import Source
 from ..errors import HeadstartError
-from ..heads import detect_task
+from ..heads import TASKS, detect_task
 from . import scores
 
 NO_TRANSFER = "no-transfer"
@@ -119,9 +119,10 @@ def parse_candidates(
         else ([] if weights else default_candidates(modality))
     )
     if weights is not None:
-        from ..zoo import DEFAULT_MODEL
+        from ..modalities import get_modality
 
-        found.append(Candidate(model or DEFAULT_MODEL[modality], Path(weights).expanduser()))
+        default = get_modality(modality).default_model
+        found.append(Candidate(model or default, Path(weights).expanduser()))
     for cand in found:
         _check_candidate(cand, modality)
     return list(dict.fromkeys(found))
@@ -179,7 +180,7 @@ def prepare(source: Source, max_items: int | None, seed: int) -> Source:
         )
     labels = [i.label for i in source.items]
     kind = detect_task(labels) if labels else "classification"
-    if kind != "classification":
+    if not TASKS[kind].one_class_per_item:
         raise HeadstartError(
             f"Ranking scores classification labels; these look like {kind} labels."
         )
@@ -346,7 +347,9 @@ def transfer_verdict(rows: list[Row], modality: str) -> tuple[str, bool | None]:
     """Whether any pre-trained candidate beats raw input in cross-validated accuracy."""
     raw = next(r for r in rows if r.kind == "no-transfer")
     reused = [r for r in rows if r.kind in ("pre-trained", "layer") and r.cv_accuracy is not None]
-    control = "pixels" if modality == "image" else "tfidf"
+    from ..modalities import get_modality
+
+    control = get_modality(modality).control_strategy
     if raw.cv_accuracy is None or not reused:
         return "No cross-validated accuracy (a class has a single example): no verdict.", None
     best = max(reused, key=lambda r: r.cv_accuracy)

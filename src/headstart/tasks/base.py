@@ -62,6 +62,12 @@ class Task:
     stratify: ClassVar[bool] = False  # whether a random split keeps class proportions
     # collection metric -> history key of the engine's validation (besides val_loss)
     history: ClassVar[dict[str, str]] = {}
+    # one class name per item: what label ranking (LogME), compare's accuracy grid and `auto`'s
+    # choice of a trained backbone assume
+    one_class_per_item: ClassVar[bool] = False
+    # the metrics a report shows first: (metrics.json key, display name)
+    headline_metrics: ClassVar[tuple[tuple[str, str], ...]] = ()
+    worst_by: ClassVar[str] = "largest absolute error"  # how worst_examples orders examples
 
     def __init__(self, classes: Iterable[str] = ()):
         self.classes: list[str] = list(classes)  # class or label names; empty for regression
@@ -171,6 +177,24 @@ class Task:
     def tune_thresholds(self, targets: np.ndarray, outputs: np.ndarray) -> np.ndarray | None:
         """Decision thresholds fitted on validation data, for tasks that have them."""
         return None
+
+    # -- what predictions and reports show
+
+    def describe_prediction(self, output: np.ndarray, top_k: int | None = None) -> dict:
+        """Fields a prediction record carries besides its label, for one row of outputs
+        (classification: the probability, and the top_k classes when asked)."""
+        return {}
+
+    def worst_examples(
+        self, ids: list, targets: np.ndarray, outputs: np.ndarray, k: int, thresholds=None
+    ) -> list[dict]:
+        """The k worst-predicted examples, worst first (see report.markdown.worst_examples)."""
+        raise NotImplementedError
+
+    def detail_tables(self, metrics: dict, max_classes: int) -> list[tuple]:
+        """(heading, note, header, rows) per table a report shows below the headline metrics
+        (per class, per label); matrices only up to max_classes classes."""
+        return []
 
 
 def number(text: str) -> float | None:

@@ -17,6 +17,14 @@ class Classification(Task):
     target_type = str  # the class name
     stratify = True
     history = {"accuracy": "val_accuracy"}
+    one_class_per_item = True
+    headline_metrics = (
+        ("accuracy", "Accuracy"),
+        ("macro_f1", "Macro F1"),
+        ("log_loss", "Log loss"),
+        ("n", "Examples"),
+    )
+    worst_by = "lowest probability on the true class"
 
     @classmethod
     def _from_labels(cls, labels: list[str]) -> Classification:
@@ -110,3 +118,47 @@ class Classification(Task):
             "confusion_matrix": matrix,
             "classes": list(self.classes),
         }
+
+    def describe_prediction(self, output: np.ndarray, top_k: int | None = None) -> dict:
+        fields = {"probability": round(float(output.max()), 4)}
+        if top_k:
+            best = output.argsort()[::-1][:top_k]
+            fields["top"] = [
+                {"label": self.classes[i], "probability": round(float(output[i]), 4)} for i in best
+            ]
+        return fields
+
+    def worst_examples(self, ids, targets, outputs, k, thresholds=None) -> list[dict]:
+        """Lowest probability on the true class: id, true, predicted, confidence (of the
+        prediction), true_probability."""
+        truth = targets.astype(np.int64)
+        true_prob = outputs[np.arange(len(truth)), truth]
+        predicted = outputs.argmax(axis=1)
+        order = np.argsort(true_prob, kind="stable")[:k]
+        return [
+            {
+                "id": str(ids[i]),
+                "true": self.classes[truth[i]],
+                "predicted": self.classes[predicted[i]],
+                "confidence": float(outputs[i, predicted[i]]),
+                "true_probability": float(true_prob[i]),
+            }
+            for i in order
+        ]
+
+    def detail_tables(self, metrics: dict, max_classes: int) -> list[tuple]:
+        if not metrics.get("per_class"):
+            return []
+        rows = [
+            [name, m["precision"], m["recall"], m["f1"], m["support"]]
+            for name, m in metrics["per_class"].items()
+        ]
+        header = ["class", "precision", "recall", "F1", "support"]
+        tables = [("## Per-class results", "", header, rows)]
+        matrix = metrics.get("confusion_matrix")
+        classes = metrics.get("classes") or list(metrics["per_class"])
+        if matrix and len(classes) <= max_classes:
+            rows = [[name, *counts] for name, counts in zip(classes, matrix, strict=True)]
+            note = "Rows are true classes, columns predicted."
+            tables.append(("### Confusion matrix", note, ["true \\ predicted", *classes], rows))
+        return tables

@@ -23,6 +23,13 @@ class MultiLabel(Task):
     name = "multilabel"
     target_type = frozenset  # the set of label names
     history = {"micro_f1": "val_f1"}
+    headline_metrics = (
+        ("micro_f1", "Micro F1"),
+        ("macro_f1", "Macro F1"),
+        ("mAP", "mAP"),
+        ("subset_accuracy", "Subset accuracy"),
+        ("n", "Examples"),
+    )
 
     @classmethod
     def _from_labels(cls, labels: list[str]) -> MultiLabel:
@@ -56,6 +63,39 @@ class MultiLabel(Task):
             MULTILABEL_SEP.join(c for c, flag in zip(self.classes, row, strict=True) if flag)
             for row in on
         ]
+
+    def describe_prediction(self, output: np.ndarray, top_k: int | None = None) -> dict:
+        probabilities = zip(self.classes, output, strict=True)
+        return {"probabilities": {c: round(float(p), 4) for c, p in probabilities}}
+
+    def worst_examples(self, ids, targets, outputs, k, thresholds=None) -> list[dict]:
+        """Largest total absolute error between targets and probabilities: id, true, predicted
+        (labels at `thresholds`, 0.5 default), error."""
+        limits = np.full(outputs.shape[1], 0.5) if thresholds is None else np.asarray(thresholds)
+        error = np.abs(targets.astype(np.float64) - outputs).sum(axis=1)
+        order = np.argsort(-error, kind="stable")[:k]
+        return [
+            {
+                "id": str(ids[i]),
+                "true": self._joined(targets[i] > 0.5),
+                "predicted": self._joined(outputs[i] >= limits),
+                "error": float(error[i]),
+            }
+            for i in order
+        ]
+
+    def _joined(self, mask: np.ndarray) -> str:
+        return MULTILABEL_SEP.join(c for c, on in zip(self.classes, mask, strict=True) if on)
+
+    def detail_tables(self, metrics: dict, max_classes: int) -> list[tuple]:
+        if not metrics.get("per_label"):
+            return []
+        rows = [
+            [name, m["precision"], m["recall"], m["f1"], m["ap"], m["threshold"], m["support"]]
+            for name, m in metrics["per_label"].items()
+        ]
+        header = ["label", "precision", "recall", "F1", "AP", "threshold", "support"]
+        return [("## Per-label results", "", header, rows)]
 
     def thresholds(self, thresholds: np.ndarray | None) -> np.ndarray:
         n_labels = len(self.classes)

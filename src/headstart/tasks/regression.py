@@ -16,6 +16,13 @@ class Regression(Task):
     name = "regression"
     target_type = float
     history = {"mae": "val_mae"}
+    headline_metrics = (
+        ("mse", "MSE"),
+        ("rmse", "RMSE"),
+        ("mae", "MAE"),
+        ("r2", "R²"),
+        ("n", "Examples"),
+    )
 
     @classmethod
     def _from_labels(cls, labels: list[str]) -> Regression:
@@ -61,6 +68,22 @@ class Regression(Task):
             },
             compute_groups=False,
         )
+
+    def worst_examples(self, ids, targets, outputs, k, thresholds=None) -> list[dict]:
+        """Largest absolute error: id, true, predicted, error."""
+        values = outputs.reshape(len(ids), -1)[:, 0]
+        truth = targets.astype(np.float64).reshape(-1)
+        error = np.abs(truth - values)
+        order = np.argsort(-error, kind="stable")[:k]
+        return [
+            {
+                "id": str(ids[i]),
+                "true": float(truth[i]),
+                "predicted": float(values[i]),
+                "error": float(error[i]),
+            }
+            for i in order
+        ]
 
     def check_outputs(self, targets: np.ndarray, outputs: np.ndarray) -> tuple:
         y_true = targets.astype(np.float64).reshape(-1)

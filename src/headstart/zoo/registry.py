@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from ..errors import HeadstartError, did_you_mean
+from ..modalities import MODALITIES, get_modality
 from .config import ImagePreprocess, PretrainedCfg, TextPreprocess, WeightSource
 from .entry import LazyBackbone, ZooEntry
 from .fetch import SplitWheels
@@ -31,9 +32,10 @@ if TYPE_CHECKING:
 
 _REGISTRY: dict[str, Callable[[], ZooEntry]] = {}
 
-DEFAULT_IMAGE = "efficientnet_lite0"
-DEFAULT_TEXT = "minilm_l6"
-DEFAULT_MODEL = {"image": DEFAULT_IMAGE, "text": DEFAULT_TEXT}
+# the bundled backbone each modality uses when no model is named (the modalities declare it)
+DEFAULT_MODEL = {name: modality.default_model for name, modality in MODALITIES.items()}
+DEFAULT_IMAGE = DEFAULT_MODEL["image"]
+DEFAULT_TEXT = DEFAULT_MODEL["text"]
 
 
 def register(name: str):
@@ -80,13 +82,13 @@ def load_backbone(model: str, modality: str, weights=None) -> LazyBackbone:
 
     Nothing is built (nor torch imported) until the backbone is used: a run whose embeddings are
     all cached never builds it."""
-    name = model or DEFAULT_MODEL[modality]
+    kind = get_modality(modality)
+    name = model or kind.default_model
     entry = get_entry(name)
     if entry.modality != modality:
         raise HeadstartError(
             f"Model {name!r} takes {entry.modality} input but the data is {modality}. "
-            f"Use {'an' if modality == 'image' else 'a'} {modality} backbone, "
-            f"e.g. --model {DEFAULT_MODEL[modality]}."
+            f"Use {kind.article} {modality} backbone, e.g. --model {kind.default_model}."
         )
     path = Path(weights).expanduser() if weights else None
     if path is not None and not path.is_file():

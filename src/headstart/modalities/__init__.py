@@ -1,0 +1,28 @@
+"""Modalities as objects in a registry (image, text; room for audio): how each kind of data is
+recognised, read, hashed, decoded, batched and prepared for a backbone."""
+
+from .base import (
+    MODALITIES,
+    Modality,
+    accepted_data,
+    detect_values,
+    folder_modality,
+    get_modality,
+    register_modality,
+    table_modalities,
+)
+from .image import ImageModality
+from .text import TextModality
+
+__all__ = [
+    "MODALITIES",
+    "ImageModality",
+    "Modality",
+    "TextModality",
+    "accepted_data",
+    "detect_values",
+    "folder_modality",
+    "get_modality",
+    "register_modality",
+    "table_modalities",
+]
