@@ -187,7 +187,7 @@ def test_strategy_fits_predicts_and_round_trips(strategy, fitted, small, tmp_pat
     assert loaded.predict(pictures) == labels
 
     config = json.loads((run / "config.json").read_text())
-    if STRATEGIES[strategy].classic:  # pixels: its own features and model, no backbone at all
+    if not STRATEGIES[strategy].needs_backbone:  # pixels: a featuriser, no backbone at all
         assert config["backbone"] is None and config["head"]["kind"] == strategy
         return
     stem = clf.backbone_.state_dict()[STEM]

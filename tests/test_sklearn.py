@@ -342,7 +342,7 @@ def test_from_scratch_never_opens_pretrained_weights(monkeypatch, isolated_cache
         for attr, value in list(vars(module).items()):
             if any(value is reader for reader in readers):
                 monkeypatch.setattr(module, attr, _refuse)
-    monkeypatch.setattr("headstart.estimators.base.load_backbone", _refuse)
+    monkeypatch.setattr("headstart.zoo.load_backbone", _refuse)  # strategies build through it
     monkeypatch.setattr(LinearProbe, "fit_head", _refuse)
     clf = TextClassifier("minilm_l6", "from-scratch", epochs=1, batch_size=8, **QUIET)
     clf.fit(TEXTS[:10], LABELS[:10])

@@ -202,7 +202,7 @@ def test_tfidf_saves_vocabulary_as_json_and_weights_as_safetensors(tmp_path):
     reference = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True).fit(fitted_on)
     loaded = load_without_unpickling(run)
     texts = [*HELD_OUT, "words never seen, like zyzzyva"]
-    ours = loaded.head_.features(texts)
+    ours = loaded.strategy_.featuriser.transform(texts)
     theirs = reference.transform(texts)[:, [reference.vocabulary_[t] for t in saved["terms"]]]
     assert abs(ours - theirs).max() < 1e-12
 

@@ -37,7 +37,7 @@ class Settings:
 
     def fingerprint(self, strategy: str) -> str:
         """The settings that can change a cell of this strategy, hashed: frozen strategies never
-        read the epochs, and a classic one (tfidf, pixels) uses no backbone either, so changing
+        read the epochs, and a featuriser one (tfidf, pixels) uses no backbone either, so changing
         --epochs does not throw away linear-probe cells."""
         kind = strategy_kind(strategy)
         relevant = {
@@ -91,12 +91,13 @@ class Grid:
 
 
 def strategy_kind(spec: str) -> str:
-    """'classic' (no backbone), 'frozen' (cached features), 'scratch' or 'trainable'."""
+    """'classic' (no backbone: a featuriser), 'frozen' (cached features), 'scratch' or
+    'trainable'."""
     from ..strategies import STRATEGIES
     from ..strategies.base import parse_strategy
 
     cls = STRATEGIES[parse_strategy(spec)[0]]
-    if cls.classic:
+    if not cls.needs_backbone:
         return "classic"
     if cls.frozen:
         return "frozen"
@@ -218,18 +219,6 @@ def _empty_measures() -> dict:
 
 def trainable_parameters(est) -> int:
     """Numbers the fit changed: the head, plus the backbone (or its adapter) when it trained."""
-    count = sum(int(t.numel()) for t in _head_tensors(est.head_))
-    if est.backbone_trained_:
-        custom = getattr(est.strategy_, "backbone_tensors", None)  # lora: adapter tensors only
-        if custom is not None:
-            count += sum(int(t.numel()) for t in custom().values())
-        else:
-            count += sum(int(p.numel()) for p in est.backbone_.parameters())
-    return count
-
-
-def _head_tensors(head):
-    parameters = getattr(head, "parameters", None)
-    if callable(parameters):  # a torch head; its normaliser buffers are fixed, not learnt
-        return list(parameters())
-    return list(head.state_dict().values())  # a classic model: its weight and bias
+    # a torch head's normaliser buffers are fixed, not learnt: parameters() leaves them out
+    count = sum(int(p.numel()) for p in est.head_.parameters())
+    return count + est.strategy_.trained_parameters(est.backbone_)  # lora: its adapters only

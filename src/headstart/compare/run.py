@@ -273,4 +273,5 @@ def _fits_linear_c(spec: str) -> bool:
     from ..strategies.base import parse_strategy
 
     name = parse_strategy(spec)[0]
-    return name in ("linear-probe", "tfidf") or STRATEGIES[name].head_first
+    cls = STRATEGIES[name]  # linear-probe and head-first ones start from it; featurisers use it
+    return cls.head_first or not cls.needs_backbone

@@ -67,6 +67,9 @@ class TrainConfig:
 class TrainData:
     items: list[Item]  # images (item.path) or texts (item.text)
     targets: np.ndarray  # int64 class indices, float32 0/1 matrix or float32 values
+    # the pre-trained backbone's cached features, where read: frozen heads and the new head's
+    # input normaliser use them; the engine itself does not
+    features: np.ndarray | None = None
 
 
 def train(

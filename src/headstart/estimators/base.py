@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+import scipy.sparse
 import sklearn.exceptions
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -20,12 +21,11 @@ from ..data.split import split
 from ..errors import HeadstartError, check_choice, did_you_mean
 from ..features.extract import Embeddings, Extractor
 from ..features.speed import DEVICES, PRECISION_CHOICES, resolve_device
-from ..heads import TASKS, Head, Task, detect_task, get_task, task_choices
+from ..heads import TASKS, Task, detect_task, get_task, task_choices
 from ..modalities import get_modality
 from ..strategies import STRATEGIES, get_strategy
 from ..strategies.base import check_strategy, parse_strategy
-from ..zoo import load_backbone
-from ..zoo.entry import materialize
+from ..strategies.frozen import LinearProbe
 from .auto import choose_strategy
 
 LAYER_SCAN_MAX_ITEMS = 2000  # above this, the extra pass over the data is no longer cheap
@@ -185,55 +185,37 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
             val_src = self.task_.attach(val_src)  # unseen labels fail now
         self.strategy_name_, self.strategy_reason_ = self.strategy, ""
         self.model_selection_ = None
-        if _is_classic(self.strategy):  # tfidf: its own features and model, no backbone
-            strategy, train_emb, val_emb, probe_info = self._fit_classic(train_src, val_src)
-            return self._finish_fit(strategy, train_emb, val_emb, probe_info, started)
-        if _is_from_scratch(self.strategy):  # nothing pre-trained is read: no weights, no probe
-            return self._fit_from_scratch(train_src, val_src, started)
-        self.backbone_ = load_backbone(self._pick_model(train_src), self.modality, self.weights)
-        self.pretrained_weight_id_ = self.backbone_.weight_id
-        train_emb = self._embed(train_src, cached=True)
-        val_emb = self._val_embeddings(val_src)
+        auto = self.strategy == "auto"
+        # auto starts as linear-probe does: the pre-trained backbone, its cached features, a probe
+        strategy = self._new_strategy("linear-probe" if auto else self.strategy)
+        model = self._pick_model(train_src) if strategy.needs_backbone else ""
+        self.backbone_ = strategy.build(model, self.modality, self.weights, self.seed)
+        self.pretrained_weight_id_ = None if self.backbone_ is None else self.backbone_.weight_id
+        if strategy.needs_probe:  # what it reads of the pre-trained backbone: cached features
+            train_emb = self._embed(train_src, cached=True)
+            val_emb = self._val_embeddings(val_src)
+            probe, probe_info = self._probe(train_emb, val_emb)
+        else:  # nothing pre-trained is read (from-scratch, featurisers): the items only
+            train_emb = _unembedded(train_src)
+            val_emb = _unembedded(val_src) if val_src is not None else None
+            probe, probe_info = None, {}
         self.skipped_ = train_emb.skipped + (val_emb.skipped if val_emb else [])
-        probe, probe_info = self._probe(train_emb, val_emb)
-        if self.strategy == "auto":
+        if auto:
             self._choose(train_emb, probe_info)
-        strategy = get_strategy(self.strategy_name_, lr=self.lr, lr_decay=self.lr_decay)
+            strategy = self._new_strategy(self.strategy_name_)
         self.strategy_ = strategy
-        self.history_ = []
-        if strategy.frozen:
-            self.head_ = (
-                probe
-                if strategy.name == "linear-probe"
-                else self._fit_frozen(strategy, train_emb, val_emb)
-            )
-            self.backbone_trained_ = False
-        else:
-            head = probe if strategy.head_first else self._new_head(train_emb.features)
-            self._train(strategy, head, train_emb, val_emb)
-            val_emb = self._tuned_val_embeddings(val_emb)
+        self._train(strategy, probe if strategy.head_first else None, train_emb, val_emb)
+        val_emb = self._fitted_val_embeddings(strategy, val_emb)
         return self._finish_fit(strategy, train_emb, val_emb, probe_info, started)
 
-    def _fit_from_scratch(self, train_src: Source, val_src: Source | None, started: float):
-        """The control: the same architecture from random weights. The pre-trained weight file
-        is never opened and nothing is embedded with it; the head starts from random too."""
-        strategy = get_strategy(self.strategy, lr=self.lr, lr_decay=self.lr_decay)
-        self.strategy_, self.history_ = strategy, []
-        torch.manual_seed(self.seed)  # the random init is part of what the seed fixes
-        model = self._pick_model(train_src) if self.model == "auto" else self.model
-        self.backbone_ = load_backbone_random(model, self.modality)
-        self.pretrained_weight_id_ = self.backbone_.weight_id
-        train_emb = _unembedded(train_src)
-        val_emb = _unembedded(val_src) if val_src is not None else None
-        self.skipped_ = train_emb.skipped + (val_emb.skipped if val_emb else [])
-        self._train(strategy, self._new_head(None), train_emb, val_emb)
-        val_emb = self._tuned_val_embeddings(val_emb)
-        return self._finish_fit(strategy, train_emb, val_emb, {}, started)
+    def _new_strategy(self, spec: str):
+        return get_strategy(spec, lr=self.lr, lr_decay=self.lr_decay)
 
-    def _tuned_val_embeddings(self, val_emb):
-        """The validation features of the trained backbone (cached ones are the pre-trained)."""
-        if val_emb is None:
-            return None
+    def _fitted_val_embeddings(self, strategy, val_emb):
+        """The validation rows the fitted model reads: the cached ones where the backbone stayed
+        as it was, else those of the trained backbone (or of the fitted featuriser)."""
+        if val_emb is None or (strategy.frozen and val_emb.features.shape[1]):
+            return val_emb
         embedding = time.perf_counter()
         tuned = self.embeddings(Source(self.modality, val_emb.items, origin="validation"))
         self.val_embed_seconds_ = time.perf_counter() - embedding
@@ -375,9 +357,7 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
         """A linear probe on cached features: the head for linear-probe, the head-first start for
         freeze-unfreeze and gradual, and evidence for `auto`."""
         targets = self.task_.targets(train_emb.items)
-        head, info = STRATEGIES["linear-probe"]().fit_head(
-            train_emb.features, targets, self.task_, self.seed
-        )
+        head, info = LinearProbe().fit_head(train_emb.features, targets, self.task_, self.seed)
         if val_emb is not None and val_emb.features.shape[1]:  # its val_accuracy, val_f1..
             with torch.no_grad():
                 outputs = self.task_.probabilities(head(torch.from_numpy(val_emb.features)))
@@ -447,41 +427,14 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
 
         return scan
 
-    def _fit_classic(self, train_src: Source, val_src: Source | None):
-        """A strategy with its own features and model (tfidf, pixels): no backbone at all."""
-        strategy = get_strategy(self.strategy, lr=self.lr, lr_decay=self.lr_decay)
-        train_emb = _unembedded(train_src)
-        val_emb = _unembedded(val_src) if val_src is not None else None
-        self.skipped_ = train_emb.skipped + (val_emb.skipped if val_emb else [])
-        self.backbone_, self.pretrained_weight_id_, self.backbone_trained_ = None, None, False
-        self.strategy_, self.history_ = strategy, []
-        targets = self.task_.targets(train_emb.items)
-        inputs = [i.text if self.modality == "text" else i.path for i in train_emb.items]
-        # what it measured comes with strategy.fit_info()
-        self.head_, _ = strategy.fit_model(inputs, targets, self.task_, self.seed)
-        return strategy, train_emb, val_emb, {}
-
     def _fit_extras(self, train_emb, val_emb) -> dict:
         """Modality-specific facts for fit_info_ (text: truncated rows)."""
         return {}
 
-    def _fit_frozen(self, strategy, train_emb, val_emb) -> Head:
-        targets = self.task_.targets(train_emb.items)
-        val = None
-        if val_emb is not None:
-            val = (val_emb.features, self.task_.targets(val_emb.items))
-        head, _ = strategy.fit_head(train_emb.features, targets, self.task_, self.seed, val=val)
-        return head
-
-    def _new_head(self, features: np.ndarray | None) -> Head:
-        torch.manual_seed(self.seed)
-        head = self.task_.build_head(self.backbone_.feature_dim)
-        if features is not None:
-            head.fit_normaliser(torch.from_numpy(features))
-        return head
-
     def _train(self, strategy, head, train_emb, val_emb) -> None:
-        from ..engine.train import TrainConfig, TrainData, train
+        """strategy.fit from `head` (the probe for head-first strategies, else None): sets
+        backbone_, head_, history_ and backbone_trained_."""
+        from ..engine.train import TrainConfig, TrainData
 
         cfg = TrainConfig(
             epochs=self.epochs,
@@ -498,22 +451,22 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
             resume=self._resume,
             progress=self.verbose,
         )
-        data = TrainData(train_emb.items, self.task_.targets(train_emb.items))
-        val = None
-        if val_emb is not None:
-            val = TrainData(val_emb.items, self.task_.targets(val_emb.items))
-        self.backbone_ = materialize(self.backbone_)
-        adapt = getattr(strategy, "adapt", None)  # lora, contrastive: their own training
-        if adapt is not None:
-            self.backbone_, head, self.history_ = adapt(self, self.backbone_, head, data, val, cfg)
-        else:
-            self.history_ = train(self.backbone_, head, self.task_, strategy, data, val, cfg)
+        data, val = (
+            None
+            if emb is None
+            else TrainData(emb.items, self.task_.targets(emb.items), _cached_features(emb))
+            for emb in (train_emb, val_emb)
+        )
+        self.backbone_, head, self.history_ = strategy.fit(
+            self.backbone_, head, self.task_, data, val, cfg
+        )
         if cfg.workdir is not None:  # checkpoints (pickles) only serve to resume a broken fit
             shutil.rmtree(cfg.workdir, ignore_errors=True)
-        self.backbone_.eval()
         self.head_ = head.eval()
-        self.backbone_trained_ = True
-        self.backbone_.weight_id = "tuned-" + _state_digest(self.backbone_)
+        self.backbone_trained_ = not strategy.frozen
+        if self.backbone_trained_:
+            self.backbone_.eval()
+            self.backbone_.weight_id = "tuned-" + _state_digest(self.backbone_)
 
     # -- predict ------------------------------------------------------------------------------
 
@@ -526,26 +479,24 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
 
     def _outputs_for(self, embeddings) -> np.ndarray:
         with torch.no_grad():
-            if getattr(self.strategy_, "classic", False):
-                logits = self.head_.logits(embeddings.items)
-            else:
-                logits = self.head_(torch.from_numpy(embeddings.features))
+            logits = self.strategy_.logits(self.head_, embeddings.features)
             return self.task_.probabilities(logits).numpy()
 
     def embeddings(
         self, X, *, labels: bool = True, text_col: str | None = None, label_col: str | None = None
     ) -> Embeddings:
         """The usable items of X with the fitted backbone's features, and the skipped ones with
-        their reasons (classic strategies: items only, their features are computed from them).
+        their reasons (tfidf, pixels: their featuriser's rows).
 
         labels=False ignores a table's label column, so a row without a label is still used.
         text_col / label_col: a table's columns (default: those fit used)."""
         self._check_fitted()
         source = self._as_source(X, labels=labels, text_col=text_col, label_col=label_col)
-        if getattr(self.strategy_, "classic", False):  # reads the items themselves
-            return _unembedded(source)
+        return self.strategy_.features(self.backbone_, source, self._extract)
+
+    def _extract(self, backbone, source: Source) -> Embeddings:
         extractor = Extractor(
-            self.backbone_,
+            backbone,
             precision=self.precision,
             device=self.device,
             workers=self.workers,
@@ -555,14 +506,11 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
 
     def transform(self, X) -> np.ndarray:
         """(N, D) features of X as the fitted model sees them: the backbone's pooled features,
-        or a classic strategy's own (TF-IDF rows, pixels). One row per input: an input that
+        or a featuriser's (TF-IDF rows, standardised pixels). One row per input: an input that
         cannot be used is an error naming it."""
-        found = self._usable(self.embeddings(X, labels=False))
-        if not getattr(self.strategy_, "classic", False):
-            return found.features
-        items = found.items
-        rows = self.head_.features([get_modality(self.modality).value_of(i) for i in items])
-        return np.asarray(rows.toarray() if hasattr(rows, "toarray") else rows, dtype=np.float32)
+        rows = self._usable(self.embeddings(X, labels=False)).features
+        dense = rows.toarray() if scipy.sparse.issparse(rows) else rows
+        return np.asarray(dense, dtype=np.float32)
 
     def predict_proba(self, X) -> np.ndarray:
         """One row per input; an input that cannot be used is an error, not a missing row.
@@ -632,19 +580,14 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
         return spec_of(self)
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        """What model.safetensors holds: head.* and, for a trained backbone, backbone.* (lora:
-        adapter.* only, its pre-trained backbone is rebuilt from its original file)."""
+        """What model.safetensors holds: head.* and what the strategy saves of the backbone side
+        (strategy.saved_tensors: backbone.* when it trained, lora's adapter.*, a featuriser's
+        featuriser.*)."""
         self._check_fitted()
         tensors = {
             f"head.{k}": v.detach().cpu().contiguous() for k, v in self.head_.state_dict().items()
         }
-        if self.backbone_trained_:
-            custom = getattr(self.strategy_, "backbone_tensors", None)
-            if custom is not None:
-                tensors.update(custom())
-            else:
-                for key, value in self.backbone_.state_dict().items():
-                    tensors[f"backbone.{key}"] = value.detach().cpu().contiguous()
+        tensors.update(self.strategy_.saved_tensors(self.backbone_))
         return tensors
 
     @classmethod
@@ -712,12 +655,6 @@ def _label_set(label) -> set[str]:
     return {p.strip() for p in str(label).split("|") if p.strip()}
 
 
-def _is_from_scratch(strategy: str) -> bool:
-    name, _ = parse_strategy(strategy)
-    cls = STRATEGIES.get(name)
-    return cls is not None and not cls.frozen and not cls.pretrained
-
-
 def _check_usable(source: Source, what: str) -> None:
     if not source.items:
         first = f" (first: {source.skipped[0].id}: {source.skipped[0].reason})"
@@ -725,11 +662,6 @@ def _check_usable(source: Source, what: str) -> None:
             f"{what} has nothing usable: all {len(source.skipped)} items were skipped"
             f"{first if source.skipped else ''}."
         )
-
-
-def _is_classic(strategy: str) -> bool:
-    name, _ = parse_strategy(strategy)
-    return bool(getattr(STRATEGIES.get(name), "classic", False))
 
 
 def _unembedded(source: Source):
@@ -742,19 +674,9 @@ def _unembedded(source: Source):
     )
 
 
-def load_backbone_random(model: str, modality: str):
-    """The architecture with random weights; its weight file is never opened."""
-    from ..zoo import get_entry
-
-    default = get_modality(modality).default_model
-    name = model or default
-    entry = get_entry(name)
-    if entry.modality != modality:
-        raise HeadstartError(
-            f"Model {name!r} takes {entry.modality} input but the data is {modality}. "
-            f"Use {get_modality(modality).article} {modality} backbone, e.g. model={default!r}."
-        )
-    return entry.build(pretrained=False)
+def _cached_features(emb) -> np.ndarray | None:
+    """The pre-trained features read before fitting; None where only the items were kept."""
+    return emb.features if emb.features.shape[1] else None
 
 
 def _counts(items: list[Item]) -> dict[str, int]:

@@ -34,13 +34,14 @@ class RunSpec:
     """Everything needed to rebuild a fitted estimator besides its tensors (model.safetensors).
 
     task: {"kind", "classes"} (+ "label_type": "int" when fit's y were integers); head: the
-    head's spec (heads.build_head, or a classic model's); strategy: its describe() + "reason";
+    head's spec (heads.build_head, or a featuriser strategy's linear model); strategy: its
+    describe() + "reason";
     params: the constructor's arguments; columns: the table columns fit read; fit: fit_info_;
     files: sha256 of each file of the run besides config.json (filled when saved)."""
 
     estimator: str
     modality: str
-    backbone: BackboneSpec | None  # None: a classic strategy (tfidf, pixels)
+    backbone: BackboneSpec | None  # None: a featuriser strategy (tfidf, pixels)
     preprocess: dict | None
     task: dict
     head: dict
@@ -102,7 +103,7 @@ def spec_of(est) -> RunSpec:
     """The RunSpec of a fitted estimator (files empty: save_run fills them)."""
     from ..runs.store import versions
 
-    backbone = est.backbone_  # None for a classic strategy
+    backbone = est.backbone_  # None for a featuriser strategy
     task = {"kind": est.task_.kind, "classes": list(est.task_.classes)}
     if getattr(est, "label_type_", "str") != "str":
         task["label_type"] = est.label_type_
@@ -142,36 +143,12 @@ class Parts:
 
 
 def restore_parts(spec: RunSpec, state: dict, run_dir: Path | None = None) -> Parts:
-    """Backbone, head and strategy from a spec and the run's tensors (safetensors, no pickle)."""
-    from ..heads import build_head
+    """Backbone, head and strategy from a spec and the run's tensors (safetensors, no pickle):
+    the strategy restores what its saved_tensors and saved_files wrote."""
     from ..strategies import get_strategy
-    from ..zoo import get_entry, load_backbone
 
-    info = spec.backbone
     strategy = get_strategy(spec.strategy["name"])
-    if info is None:  # a classic strategy (tfidf): no backbone
-        backbone = None
-    elif info.trained and hasattr(strategy, "restore_backbone"):  # lora: pre-trained + adapters
-        backbone = strategy.restore_backbone(spec.to_json(), state)
-    elif info.trained:  # the weights are all in the run: no need for the original file
-        backbone = get_entry(info.name).build(pretrained=False)
-        backbone_state = {k[9:]: v for k, v in state.items() if k.startswith("backbone.")}
-        backbone.load_state_dict(backbone_state, strict=True)
-        backbone.weight_id = info.weight_id
-    else:
-        backbone = load_backbone(info.name, spec.modality, info.weights_file)
-        if backbone.weight_id != info.weight_id:
-            raise HeadstartError(
-                f"The backbone weights for {info.name!r} differ from those the run was fitted "
-                f"with (sha256 {backbone.weight_id[:12]}... vs {info.weight_id[:12]}...). "
-                "Install the same weights, or re-run fit."
-            )
-    head_state = {k[5:]: v for k, v in state.items() if k.startswith("head.")}
-    if getattr(strategy, "classic", False):  # its own model: weights here, vocabulary in JSON
-        head = strategy.load_model(spec.head, head_state, run_dir)
-    else:
-        head = build_head(spec.head)
-        head.load_state_dict(head_state)
+    backbone, head = strategy.restore(spec, state, run_dir)
     return Parts(backbone, head.eval(), strategy)  # a frozen backbone stays lazy
 
 

@@ -2,7 +2,8 @@
 
 RUN_DIR/
   model.safetensors   head.* (and backbone.* when the backbone was trained; adapter.* instead
-                      for lora, whose pre-trained backbone is rebuilt from its original file)
+                      for lora, whose pre-trained backbone is rebuilt from its original file;
+                      featuriser.* for tfidf and pixels, whose config is tfidf.json/pixels.json)
   config.json         the RunSpec (runs/spec.py): backbone id and weight hash, preprocessing,
                       labels, strategy, every hyper-parameter, the table columns, library
                       versions, training-data fingerprint, file hashes
@@ -39,8 +40,7 @@ def save_run(est, run_dir: Path) -> Path:
     tensors = est.tensors()
     with atomic_path(run_dir / WEIGHTS) as tmp:
         save_file(tensors, str(tmp))
-    write_files = getattr(est.head_, "write_files", None)  # tfidf: its vocabulary, as JSON
-    extra = write_files(run_dir) if write_files is not None else {}
+    extra = est.strategy_.saved_files(run_dir)  # tfidf.json, pixels.json: featuriser config
     spec = est.to_spec()
     spec.files = {WEIGHTS: sha256_file(run_dir / WEIGHTS), **extra}
     write_json(run_dir / CONFIG, spec.to_json())

@@ -293,29 +293,27 @@ def quick_cv_accuracy(features, y: np.ndarray, seed: int = 0, folds: int = CV_FO
 
 
 def raw_features(source: Source, seed: int = 0):
-    """(features, kept items, what they are): pixels for images, TF-IDF for texts."""
-    if source.modality == "image":
-        from ..strategies.pixels import DEFAULT_SIDE, pixel_matrix
+    """(features, kept items, what they are): raw pixels for images (not standardised: the
+    scores standardise where they need to), TF-IDF rows for texts; the featurisers the
+    `pixels` and `tfidf` strategies use."""
+    from ..featurisers import PixelsFeaturiser, TfidfFeaturiser
 
+    if source.modality == "image":
+        pixels = PixelsFeaturiser(standardise=False)
         kept, rows = [], []
         for item in source.items:
             try:
-                rows.append(pixel_matrix([item.path], DEFAULT_SIDE)[0])
+                rows.append(pixels.transform([item])[0])
                 kept.append(item)
             except HeadstartError:  # unreadable: the backbones skip it too
                 continue
-        return np.stack(rows), kept, f"raw pixels {DEFAULT_SIDE}x{DEFAULT_SIDE} RGB"
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    from ..strategies.classic import OPTIONS
-
-    options = {**OPTIONS, "ngram_range": tuple(OPTIONS["ngram_range"])}
-    texts = [i.text for i in source.items]
+        return np.stack(rows), kept, pixels.about
+    tfidf = TfidfFeaturiser()
     try:
-        x = TfidfVectorizer(**options, dtype=np.float64).fit_transform(texts)
-    except ValueError:  # no word of two letters anywhere
+        x = tfidf.fit_transform(source.items)
+    except HeadstartError:  # no word of two letters anywhere
         raise HeadstartError("The texts hold no words, so nothing can be ranked.") from None
-    return x.tocsr(), list(source.items), "TF-IDF word 1-2 grams"
+    return x, list(source.items), tfidf.about
 
 
 def no_transfer_row(source: Source, seed: int = 0) -> Row:

@@ -1,8 +1,9 @@
-"""Transfer strategies: small objects over a backbone's parameter groups.
+"""Transfer strategies: one interface (strategies.base.Strategy), one object per way of fitting.
 
-A strategy decides what trains and at which learning rate, epoch by epoch. Frozen strategies
-(linear-probe, mlp-head) never touch the backbone: they fit a head on cached features. Text-only
-strategies (lora, contrastive) bring their own training through an `adapt` hook.
+A strategy decides what trains and at which learning rate, epoch by epoch, and how its trained
+part is saved and restored. Frozen strategies (linear-probe, mlp-head) never touch the backbone:
+they fit a head on cached features. Text-only strategies (lora, contrastive) run their own
+training loop in fit(). tfidf and pixels carry a no-transfer featuriser instead of a backbone.
 """
 
 from .base import STRATEGIES, Strategy, get_strategy
@@ -13,6 +14,7 @@ from .trainable import FineTune, FreezeUnfreeze, FromScratch, Gradual
 # registered after the classic strategies, so that listings keep that order
 from .classic import TfidfLogistic
 from .contrastive import Contrastive
+from .featurised import FeaturiserStrategy
 from .lora import LoRA
 from .pixels import PixelsLogistic
 
@@ -20,6 +22,7 @@ __all__ = [
     "STRATEGIES",
     "Strategy",
     "get_strategy",
+    "FeaturiserStrategy",
     "LinearProbe",
     "MLPHead",
     "FineTune",

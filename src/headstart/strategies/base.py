@@ -1,27 +1,80 @@
-"""The Strategy interface and its registry."""
+"""The Strategy interface and its registry.
+
+A strategy decides how a model is fitted for the user's task, and how its trained part is saved
+and restored. Every strategy implements the same methods; the estimator, `runs/` and `compare`
+call them and probe for nothing.
+
+What it needs (plain class attributes, every strategy has them):
+  needs_backbone  False: a featuriser stands in for the backbone (tfidf, pixels)
+  pretrained      False: the backbone starts from random weights, nothing pre-trained is read
+  needs_probe     fit a linear probe on the pre-trained backbone's cached features first (the
+                  report's evidence, `auto`'s, and the start of a head-first strategy)
+  head_first      fit() starts from that probe: the estimator passes it as `head`
+  frozen          the backbone is never changed: the features the model reads are the cached ones
+  keep_norm_statistics  BatchNorm keeps its pre-trained statistics while the backbone trains
+
+What it does:
+  build(model, modality, weights=None, seed=0) -> Backbone | None
+      what it works on, through the zoo: the pre-trained backbone (lazy), a random-init copy
+      (from-scratch), or None where its featuriser is the whole input side
+  fit(backbone, head, task, train, val, cfg, *, progress=None) -> (backbone, head, history)
+      train / val: engine.train.TrainData (items, targets, features: the cached pre-trained
+      features or None); head: the starting head (the probe for head_first) or None to build
+      one; cfg: engine.train.TrainConfig; progress(done, total): optional progress callback.
+      The default trains on the Lightning engine (engine.train.train); frozen strategies fit a
+      head on the features, lora and contrastive run their own loops, featurisers fit
+      themselves and a linear model. Never given the estimator.
+  features(backbone, source, extract) -> Embeddings
+      the rows the fitted model reads: `extract(backbone, source)` (the estimator's extractor)
+      by default, the featuriser's rows for featuriser strategies
+  logits(head, features) -> torch.Tensor         the head applied to those rows
+  trainable_groups(epoch, count), optimizer_groups(backbone, head), group_rates(count)
+      what trains in an epoch and at which rate (the engine's questions)
+  saved_tensors(backbone) -> {name: tensor}      what of the backbone side a run saves besides
+      head.*: backbone.* when it trained, adapter.* for lora, featuriser.* for featurisers
+  saved_files(folder) -> {file name: sha256}     extra files (tfidf.json, pixels.json)
+  restore(spec, tensors, folder) -> (backbone, head)   the inverse of the two above
+  trained_parameters(backbone) -> int            numbers of the backbone side the fit changed
+  describe(), fit_info()                         for config.json and fit_info_
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
+import torch
 from torch import nn
 
 from ..errors import HeadstartError, check_choice, did_you_mean
 from ..zoo.backbone import Backbone
 
+if TYPE_CHECKING:
+    from ..data.sources import Source
+    from ..engine.train import TrainConfig, TrainData
+    from ..features.extract import Embeddings
+    from ..heads import Head, Task
+    from ..runs.spec import RunSpec
+
 STRATEGIES: dict[str, type[Strategy]] = {}
+BACKBONE_PREFIX = "backbone."
+Progress = Callable[[int, int], None]  # (steps done, steps in all)
+Extract = Callable[[Any, "Source"], "Embeddings"]
 
 
 class Strategy:
     name: ClassVar[str] = ""
-    frozen: ClassVar[bool] = False  # True: the head is fitted on cached features only
-    pretrained: ClassVar[bool] = True  # False: the backbone starts from random weights
-    head_first: ClassVar[bool] = False  # fit the head on cached features before training
+    needs_backbone: ClassVar[bool] = True
+    pretrained: ClassVar[bool] = True
+    needs_probe: ClassVar[bool] = True
+    head_first: ClassVar[bool] = False
+    frozen: ClassVar[bool] = False
     # BatchNorm keeps its pre-trained statistics while the backbone trains (Keras' fine-tuning
     # advice): small batches of a shifted domain would replace them with noisy, different ones
     # and throw the head off (EfficientNet on 8x8 digits fell to chance within one epoch).
     keep_norm_statistics: ClassVar[bool] = True
-    classic: ClassVar[bool] = False  # its own features and model, no backbone (tfidf)
     summary: ClassVar[str] = ""
     modalities: ClassVar[tuple[str, ...]] = ("image", "text")  # backbones it applies to
     modality_hint: ClassVar[str] = ""  # said when used with another modality
@@ -40,6 +93,45 @@ class Strategy:
         self.lr_decay = lr_decay
 
     default_lr: ClassVar[float] = 3e-4
+
+    # -- what it works on --------------------------------------------------------------------
+
+    def build(self, model: str, modality: str, weights=None, seed: int = 0) -> Backbone | None:
+        """The pre-trained backbone, lazy: nothing is built until it is used."""
+        from ..zoo import load_backbone
+
+        return load_backbone(model, modality, weights)
+
+    # -- fitting -----------------------------------------------------------------------------
+
+    def fit(
+        self,
+        backbone: Backbone,
+        head: Head | None,
+        task: Task,
+        train: TrainData,
+        val: TrainData | None,
+        cfg: TrainConfig,
+        *,
+        progress: Progress | None = None,
+    ) -> tuple[Backbone, nn.Module, list[dict]]:
+        """Train backbone and head on the Lightning engine; (backbone, head, history)."""
+        from ..engine.train import train as run_engine
+        from ..zoo.entry import materialize
+
+        backbone = materialize(backbone)
+        if head is None:
+            head = new_head(task, backbone.feature_dim, train.features, cfg.seed)
+        callbacks = [_engine_progress(progress)] if progress is not None else []
+        history = run_engine(backbone, head, task, self, train, val, cfg, callbacks=callbacks)
+        return backbone, head, history
+
+    def features(self, backbone, source: Source, extract: Extract) -> Embeddings:
+        """The rows the fitted model reads for `source`: the backbone's, through `extract`."""
+        return extract(backbone, source)
+
+    def logits(self, head: nn.Module, features) -> torch.Tensor:
+        return head(torch.from_numpy(np.asarray(features)))
 
     def optimizer_groups(self, backbone: Backbone, head: nn.Module) -> list[dict]:
         """One optimiser group per backbone group (input to output), then the head."""
@@ -60,12 +152,90 @@ class Strategy:
         """How many backbone groups, counted from the top, train in this epoch."""
         return count
 
+    # -- saving and restoring ----------------------------------------------------------------
+
+    def saved_tensors(self, backbone) -> dict[str, torch.Tensor]:
+        """backbone.* for a trained backbone; nothing for a frozen one (its file is the zoo's)."""
+        if self.frozen:
+            return {}
+        return {
+            BACKBONE_PREFIX + k: v.detach().cpu().contiguous()
+            for k, v in backbone.state_dict().items()
+        }
+
+    def saved_files(self, folder: Path) -> dict[str, str]:
+        """Files a run holds besides model.safetensors and config.json: {name: sha256}."""
+        return {}
+
+    def restore(
+        self, spec: RunSpec, tensors: dict[str, torch.Tensor], folder: Path | None = None
+    ) -> tuple[Backbone | None, nn.Module]:
+        """(backbone, head) of a saved run: the inverse of saved_tensors and saved_files."""
+        return self.restore_backbone(spec, tensors), restore_head(spec, tensors)
+
+    def restore_backbone(self, spec: RunSpec, tensors: dict[str, torch.Tensor]) -> Backbone:
+        from ..zoo import get_entry, load_backbone
+
+        info = spec.backbone
+        if not self.frozen:  # the weights are all in the run: no need for the original file
+            backbone = get_entry(info.name).build(pretrained=False)
+            state = {
+                k.removeprefix(BACKBONE_PREFIX): v
+                for k, v in tensors.items()
+                if k.startswith(BACKBONE_PREFIX)
+            }
+            backbone.load_state_dict(state, strict=True)
+            backbone.weight_id = info.weight_id
+            return backbone
+        backbone = load_backbone(info.name, spec.modality, info.weights_file)  # stays lazy
+        if backbone.weight_id != info.weight_id:
+            raise HeadstartError(
+                f"The backbone weights for {info.name!r} differ from those the run was fitted "
+                f"with (sha256 {backbone.weight_id[:12]}... vs {info.weight_id[:12]}...). "
+                "Install the same weights, or re-run fit."
+            )
+        return backbone
+
+    def trained_parameters(self, backbone) -> int:
+        """Numbers of the backbone side that the fit changed (0 for a frozen backbone)."""
+        return 0 if self.frozen else sum(int(p.numel()) for p in backbone.parameters())
+
+    # -- reporting ---------------------------------------------------------------------------
+
     def describe(self) -> dict:
         return {"name": self.name, "lr": self.lr, "lr_decay": self.lr_decay}
 
     def fit_info(self) -> dict:
         """What the last fit measured beyond the history (added to the estimator's fit_info_)."""
         return {}
+
+
+def new_head(task: Task, feature_dim: int, features: np.ndarray | None, seed: int) -> Head:
+    """A fresh head for the task, seeded; its input normaliser fitted where features are given."""
+    torch.manual_seed(seed)
+    head = task.build_head(feature_dim)
+    if features is not None:
+        head.fit_normaliser(torch.from_numpy(features))
+    return head
+
+
+def restore_head(spec: RunSpec, tensors: dict[str, torch.Tensor]) -> nn.Module:
+    from ..heads import build_head
+
+    head = build_head(spec.head)
+    head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
+    return head.eval()
+
+
+def _engine_progress(progress: Progress):
+    """A Lightning callback that reports optimiser steps to `progress(done, total)`."""
+    from lightning.pytorch.callbacks import Callback
+
+    class Report(Callback):
+        def on_train_batch_end(self, trainer, *args):
+            progress(int(trainer.global_step), int(trainer.estimated_stepping_batches))
+
+    return Report()
 
 
 def get_strategy(name: str, **kwargs) -> Strategy:

@@ -88,36 +88,39 @@ class Contrastive(Strategy):
     def fit_info(self) -> dict:
         return dict(self.info_)
 
-    # -- the estimator's hook ---------------------------------------------------------------
+    # -- the Strategy interface ------------------------------------------------------------
 
-    def adapt(self, est, backbone: Backbone, head: nn.Module, train, val, cfg):
+    def fit(self, backbone, head, task, train, val, cfg, *, progress=None):
         """Tune `backbone` on pairs, then fit a linear probe on its new embeddings; the `head`
         given is not used. Returns (backbone, head, history)."""
         from ..data.sources import Source
         from ..features.extract import Extractor
+        from ..zoo.entry import materialize
         from .frozen import LinearProbe
 
+        backbone = materialize(backbone)
         check_text(backbone, self.name)
-        if est.task_.kind != "classification":
+        if task.kind != "classification":
             raise HeadstartError(
                 f"contrastive needs single-label classification (pairs share a label or not); "
-                f"this task is {est.task_.kind}. Use fine-tune or linear-probe."
+                f"this task is {task.kind}. Use fine-tune or linear-probe."
             )
         labels = np.asarray(train.targets, dtype=np.int64)
         started = time.perf_counter()
         pairs = make_pairs(labels, self.iterations, self.max_pairs, cfg.seed)
         if not (pairs[:, 2] == 0).any():
             raise HeadstartError("contrastive needs at least two classes in the training data.")
-        losses = self.tune(backbone, [item.text for item in train.items], pairs, est, cfg)
+        texts = [item.text for item in train.items]
+        losses = self.tune(backbone, texts, pairs, cfg, progress)
         tuned = time.perf_counter() - started
         backbone.weight_id = "tuned-contrastive"  # never read or write the embedding cache
         source = Source("text", list(train.items), origin="training data")
         extractor = Extractor(
-            backbone, precision=est.precision, device=est.device, workers=0, cache=None
+            backbone, precision=cfg.precision, device=cfg.device, workers=0, cache=None
         )
         features = extractor.run(source).features
         backbone.cpu()
-        head, probe = LinearProbe().fit_head(features, labels, est.task_, cfg.seed)
+        head, probe = LinearProbe().fit_head(features, labels, task, cfg.seed)
         self.info_ = {
             "pairs": len(pairs),
             "positive_pairs": int(pairs[:, 2].sum()),
@@ -135,8 +138,12 @@ class Contrastive(Strategy):
         ]
         return backbone.eval(), head, history
 
-    def tune(self, backbone: Backbone, texts: list[str], pairs: np.ndarray, est, cfg) -> list:
-        """Train every encoder weight on the pairs (cosine-similarity loss); mean loss per epoch."""
+    def tune(
+        self, backbone: Backbone, texts: list[str], pairs: np.ndarray, cfg, progress=None
+    ) -> list:
+        """Train every encoder weight on the pairs (cosine-similarity loss); mean loss per epoch.
+        progress(done, total) hears of every step; without it, a bar where cfg.progress asks
+        for one and stderr is a terminal."""
         from ..features.speed import resolve_device
 
         device = resolve_device(cfg.device)
@@ -154,7 +161,7 @@ class Contrastive(Strategy):
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup(total, self.warmup))
         losses = []
         try:
-            with _progress(est, total) as advance:
+            with _progress(progress, cfg.progress, total) as advance:
                 for _ in range(self.epochs):
                     order = pairs[generator.permutation(len(pairs))]
                     loss_sum = 0.0
@@ -270,17 +277,18 @@ def linear_warmup(total: int, warmup_fraction: float):
 
 
 class _progress:
-    """advance(k) callback; a rich bar only when stderr is a terminal and the estimator talks."""
+    """advance(k) callback: the caller's progress(done, total), or a rich bar where `show` asks
+    for one and stderr is a terminal, or nothing."""
 
-    def __init__(self, est, total: int):
-        self.est, self.total, self.bar = est, total, None
+    def __init__(self, report, show: bool, total: int):
+        self.report, self.show, self.total, self.bar, self.done = report, show, total, None, 0
 
     def __enter__(self):
         import os
 
-        if not (self.est.verbose and sys.stderr.isatty()) or os.environ.get(
-            "HEADSTART_NO_PROGRESS"
-        ):
+        if self.report is not None:
+            return self._report
+        if not (self.show and sys.stderr.isatty()) or os.environ.get("HEADSTART_NO_PROGRESS"):
             return lambda k: None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -294,6 +302,10 @@ class _progress:
         self.bar.start()
         task = self.bar.add_task("tune", total=self.total)
         return lambda k: self.bar.advance(task, k)
+
+    def _report(self, k: int) -> None:
+        self.done += k
+        self.report(self.done, self.total)
 
     def __exit__(self, *exc):
         if self.bar is not None:

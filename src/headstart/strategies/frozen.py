@@ -22,6 +22,13 @@ class LinearProbe(Strategy):
         "frozen backbone, cached features, linear head fitted directly (C by cross-validation)"
     )
     frozen = True
+    head_first = True  # the probe the estimator fits first is the whole model
+
+    def fit(self, backbone, head, task: Task, train, val, cfg, *, progress=None):
+        """The probe given as `head` as it is, else one fitted on train.features; no history."""
+        if head is None:
+            head, _ = self.fit_head(_features(train, self.name), train.targets, task, cfg.seed)
+        return backbone, head, []
 
     def fit_head(
         self, features: np.ndarray, targets: np.ndarray, task: Task, seed: int = 0, val=None
@@ -35,6 +42,15 @@ class LinearProbe(Strategy):
             linear.weight.copy_(torch.from_numpy(weight).float())
             linear.bias.copy_(torch.from_numpy(bias).float())
         return head, info
+
+
+def _features(data, name: str) -> np.ndarray:
+    if data.features is None:
+        raise HeadstartError(
+            f"{name} fits a head on the backbone's cached features; this data has none. Pass "
+            "TrainData(items, targets, features)."
+        )
+    return data.features
 
 
 def fit_linear(x: np.ndarray, targets: np.ndarray, task: Task, seed: int):
@@ -129,6 +145,17 @@ class MLPHead(Strategy):
     frozen = True
     default_lr = 1e-3
     hidden, dropout, max_epochs, patience = 1024, 0.5, 300, 20
+
+    def fit(self, backbone, head, task: Task, train, val, cfg, *, progress=None):
+        """A new Dense(1024) head fitted on train.features (early stopping on val's); `head` is
+        not used. No history: the head trains in seconds, outside the engine."""
+        monitor = None
+        if val is not None and val.features is not None:
+            monitor = (val.features, val.targets)
+        fitted, _ = self.fit_head(
+            _features(train, self.name), train.targets, task, cfg.seed, val=monitor
+        )
+        return backbone, fitted, []
 
     def fit_head(self, features, targets, task: Task, seed: int = 0, val=None):
         torch.manual_seed(seed)

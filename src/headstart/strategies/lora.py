@@ -89,19 +89,26 @@ class LoRA(Strategy):
             "adapter_bytes": sum(t.numel() * t.element_size() for t in tensors),
         }
 
-    # -- the estimator's hooks --------------------------------------------------------------
+    # -- the Strategy interface ------------------------------------------------------------
 
-    def adapt(self, est, backbone: Backbone, head: nn.Module, train, val, cfg):
-        """Inject adapters, train them with the head on the engine; (backbone, head, history)."""
+    def fit(self, backbone, head, task, train, val, cfg, *, progress=None):
+        """Inject adapters, train them with the head on the engine; (backbone, head, history).
+        `head`: the starting head (the probe), or None for a new one."""
         from ..engine.train import train as run_engine
+        from ..zoo.entry import materialize
+        from .base import _engine_progress, new_head
 
+        backbone = materialize(backbone)
         check_text(backbone, self.name)
+        if head is None:
+            head = new_head(task, backbone.feature_dim, train.features, cfg.seed)
         torch.manual_seed(cfg.seed)  # the adapters' A matrices start random
         self.inject(backbone)
         view = AdapterView(backbone)
         for param in backbone.parameters():  # the pre-trained weights stay as they are
             param.requires_grad_(False)
-        history = run_engine(view, head, est.task_, self, train, val, cfg)
+        callbacks = [_engine_progress(progress)] if progress is not None else []
+        history = run_engine(view, head, task, self, train, val, cfg, callbacks=callbacks)
         self.adapter_state_ = adapter_state(backbone.model)
         if self.merge:
             merge_adapters(backbone.model)
@@ -109,41 +116,45 @@ class LoRA(Strategy):
             param.requires_grad_(False)
         return backbone.eval(), head, history
 
-    def backbone_tensors(self) -> dict[str, torch.Tensor]:
+    def saved_tensors(self, backbone) -> dict[str, torch.Tensor]:
         """What a run saves of the tuned backbone: the adapter tensors only."""
         if self.adapter_state_ is None:
             raise HeadstartError("This LoRA strategy has not been fitted: no adapters to save.")
         state = self.adapter_state_
         return {ADAPTER_PREFIX + k: v.detach().cpu().contiguous() for k, v in state.items()}
 
-    def restore_backbone(self, config: dict, state: dict[str, torch.Tensor]) -> Backbone:
+    def trained_parameters(self, backbone) -> int:
+        return sum(int(t.numel()) for t in self.saved_tensors(backbone).values())
+
+    def restore_backbone(self, spec, tensors: dict[str, torch.Tensor]) -> Backbone:
         """The pre-trained backbone (hash checked) with the saved adapters, merged as at fit."""
         from ..zoo import load_backbone
         from ..zoo.entry import materialize
 
-        saved, info = config["strategy"], config["backbone"]
+        saved, info = spec.strategy, spec.backbone
         self.r, self.alpha, self.dropout = int(saved["r"]), float(saved["alpha"]), saved["dropout"]
         self.targets, self.merge = list(saved["targets"]), bool(saved["merge"])
         self.lr, self.lr_decay = saved.get("lr", self.lr), saved.get("lr_decay")
-        lazy = load_backbone(info["name"], config["modality"], info["weights_file"])
-        backbone = materialize(lazy)
-        expected = info.get("pretrained_weight_id")
+        backbone = materialize(load_backbone(info.name, spec.modality, info.weights_file))
+        expected = info.pretrained_weight_id
         if expected and backbone.weight_id != expected:
             raise HeadstartError(
-                f"The pre-trained weights of {info['name']!r} differ from those the LoRA adapters "
+                f"The pre-trained weights of {info.name!r} differ from those the LoRA adapters "
                 f"were trained on (sha256 {backbone.weight_id[:12]}... vs {expected[:12]}...). "
                 "Install the same weights, or re-run fit."
             )
         self.inject(backbone)
         adapters = {
-            k.removeprefix(ADAPTER_PREFIX): v for k, v in state.items() if k.startswith("adapter.")
+            k.removeprefix(ADAPTER_PREFIX): v
+            for k, v in tensors.items()
+            if k.startswith(ADAPTER_PREFIX)
         }
         expected_keys = set(adapter_state(backbone.model))
         if set(adapters) != expected_keys:
             missing = sorted(expected_keys - set(adapters))
             extra = sorted(set(adapters) - expected_keys)
             raise HeadstartError(
-                f"The saved LoRA adapters do not fit {info['name']!r} with the saved options "
+                f"The saved LoRA adapters do not fit {info.name!r} with the saved options "
                 f"({len(missing)} missing, {len(extra)} unexpected: "
                 f"{', '.join((missing or extra)[:3])}). Re-run fit."
             )
@@ -159,7 +170,7 @@ class LoRA(Strategy):
             merge_adapters(backbone.model)
         for param in backbone.parameters():
             param.requires_grad_(False)
-        backbone.weight_id = info["weight_id"]
+        backbone.weight_id = info.weight_id
         return backbone.eval()
 
     # -- adapters ---------------------------------------------------------------------------

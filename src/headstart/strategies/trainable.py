@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from ..errors import HeadstartError
 from .base import Strategy
 
@@ -58,5 +60,23 @@ class FromScratch(Strategy):
     name = "from-scratch"
     summary = "the same architecture from random weights, same budget: the control"
     pretrained = False
+    needs_probe = False  # nothing pre-trained is read: no cached features, no probe
     keep_norm_statistics = False  # random statistics are worth nothing: learn them
     default_lr = 1e-3
+
+    def build(self, model: str, modality: str, weights=None, seed: int = 0):
+        """The architecture with random weights (the seed fixes them); its weight file is never
+        opened."""
+        from ..modalities import get_modality
+        from ..zoo import get_entry
+
+        kind = get_modality(modality)
+        name = model or kind.default_model
+        entry = get_entry(name)
+        if entry.modality != modality:
+            raise HeadstartError(
+                f"Model {name!r} takes {entry.modality} input but the data is {modality}. "
+                f"Use {kind.article} {modality} backbone, e.g. model={kind.default_model!r}."
+            )
+        torch.manual_seed(seed)  # the random init is part of what the seed fixes
+        return entry.build(pretrained=False)
