@@ -139,19 +139,7 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
         """Accuracy (classification), R^2 (regression) or, for multi-label, subset accuracy: the
         share of items whose predicted label set is exactly the true one (as scikit-learn's
         accuracy_score on indicator matrices). Labels are compared as fit reads them (text)."""
-        from sklearn.metrics import accuracy_score, r2_score
-
-        predicted = self.predict(X)
-        if self.task_.kind == "regression":
-            truth = [float(v) for v in y]
-            return float(r2_score(truth, predicted, sample_weight=sample_weight))
-        if self.task_.kind == "multilabel":
-            truth = [_label_set(v) for v in y]
-            same = [_label_set(p) == t for p, t in zip(predicted, truth, strict=True)]
-            return float(np.average(same, weights=sample_weight))
-        truth = [str(v).strip() for v in y]
-        shown = [str(p) for p in predicted]
-        return float(accuracy_score(truth, shown, sample_weight=sample_weight))
+        return self.task_.score(y, self.predict(X), sample_weight)
 
     # -- fit ----------------------------------------------------------------------------------
 
@@ -539,7 +527,7 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
 
     def _as_given(self, label):
         """A class name back in the type fit's y had (ints stay ints)."""
-        if getattr(self, "label_type_", "str") == "int" and self.task_.kind == "classification":
+        if getattr(self, "label_type_", "str") == "int" and self.task_.one_class_per_item:
             return int(label)
         return label
 
@@ -649,10 +637,6 @@ def _label_type(y) -> str:
     values = list(y)
     ints = all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in values)
     return "int" if values and ints else "str"
-
-
-def _label_set(label) -> set[str]:
-    return {p.strip() for p in str(label).split("|") if p.strip()}
 
 
 def _check_usable(source: Source, what: str) -> None:

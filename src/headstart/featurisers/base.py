@@ -49,6 +49,18 @@ class Featuriser:
     def fit_transform(self, items):
         return self.fit(items).transform(items)
 
+    @classmethod
+    def control_rows(cls, items) -> tuple[Any, list]:
+        """(rows, kept items): the no-transfer features `rank` scores, fitted on `items`."""
+        return cls().fit_transform(items), list(items)
+
+    @classmethod
+    def for_modality(cls, modality: str) -> type[Featuriser]:
+        """The featuriser that is the no-transfer control of `modality`."""
+        from ..modalities import get_modality
+
+        return FEATURISERS[get_modality(modality).control_strategy]
+
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         raise NotImplementedError
 

@@ -81,6 +81,20 @@ class PixelsFeaturiser(Featuriser):
         """Pixels in [0, 1], not standardised."""
         return pixel_matrix([path_of(i) for i in items], self.side, self.grey)
 
+    @classmethod
+    def control_rows(cls, items) -> tuple[np.ndarray, list]:
+        """Raw pixels (not standardised: the scores standardise where they need to); an
+        unreadable image is left out, as the backbones skip it too."""
+        pixels = cls(standardise=False)
+        kept, rows = [], []
+        for item in items:
+            try:
+                rows.append(pixels.transform([item])[0])
+                kept.append(item)
+            except HeadstartError:
+                continue
+        return np.stack(rows) if rows else np.zeros((0, pixels.dim)), kept
+
     def fit(self, items) -> PixelsFeaturiser:
         if self.standardise:
             x = self.raw(items)

@@ -67,6 +67,13 @@ class TfidfFeaturiser(Featuriser):
         self.terms, self.idf, self._counter = terms, vectorizer.idf_.astype(np.float64), None
         return self
 
+    @classmethod
+    def control_rows(cls, items) -> tuple[Any, list]:
+        try:
+            return cls().fit_transform(items), list(items)
+        except HeadstartError:  # no word of two letters anywhere
+            raise HeadstartError("The texts hold no words, so nothing can be ranked.") from None
+
     def transform(self, items):
         """(N, terms) scipy CSR float64 rows."""
         from sklearn.feature_extraction.text import CountVectorizer

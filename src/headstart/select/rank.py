@@ -293,27 +293,13 @@ def quick_cv_accuracy(features, y: np.ndarray, seed: int = 0, folds: int = CV_FO
 
 
 def raw_features(source: Source, seed: int = 0):
-    """(features, kept items, what they are): raw pixels for images (not standardised: the
-    scores standardise where they need to), TF-IDF rows for texts; the featurisers the
-    `pixels` and `tfidf` strategies use."""
-    from ..featurisers import PixelsFeaturiser, TfidfFeaturiser
+    """(features, kept items, what they are): the modality's no-transfer featuriser (raw
+    pixels, TF-IDF rows), the one its control strategy uses."""
+    from ..featurisers import Featuriser
 
-    if source.modality == "image":
-        pixels = PixelsFeaturiser(standardise=False)
-        kept, rows = [], []
-        for item in source.items:
-            try:
-                rows.append(pixels.transform([item])[0])
-                kept.append(item)
-            except HeadstartError:  # unreadable: the backbones skip it too
-                continue
-        return np.stack(rows), kept, pixels.about
-    tfidf = TfidfFeaturiser()
-    try:
-        x = tfidf.fit_transform(source.items)
-    except HeadstartError:  # no word of two letters anywhere
-        raise HeadstartError("The texts hold no words, so nothing can be ranked.") from None
-    return x, list(source.items), tfidf.about
+    featuriser = Featuriser.for_modality(source.modality)
+    x, kept = featuriser.control_rows(source.items)
+    return x, kept, featuriser().about
 
 
 def no_transfer_row(source: Source, seed: int = 0) -> Row:

@@ -100,7 +100,7 @@ class Contrastive(Strategy):
 
         backbone = materialize(backbone)
         check_text(backbone, self.name)
-        if task.kind != "classification":
+        if not task.one_class_per_item:
             raise HeadstartError(
                 f"contrastive needs single-label classification (pairs share a label or not); "
                 f"this task is {task.kind}. Use fine-tune or linear-probe."

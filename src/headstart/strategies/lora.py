@@ -223,7 +223,9 @@ class AdapterView(Backbone):
 
 
 def check_text(backbone: Backbone, strategy: str) -> None:
-    if backbone.modality != "text" or not isinstance(getattr(backbone, "model", None), nn.Module):
+    # adapters go into a transformer's attention: a tokenising backbone with an inner model
+    inner = getattr(backbone, "model", None)
+    if not hasattr(backbone, "tokenize") or not isinstance(inner, nn.Module):
         raise HeadstartError(
             f"Strategy {strategy!r} needs a text transformer backbone; {backbone.name!r} is "
             f"{backbone.modality or 'not one'}. {strategy} applies to text transformers; for "

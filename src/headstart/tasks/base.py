@@ -151,6 +151,11 @@ class Task:
         """Predictions from `probabilities` outputs, as predict() returns them."""
         raise NotImplementedError
 
+    def score(self, truth: Sequence, predicted: Sequence, sample_weight=None) -> float:
+        """The estimator's `score`: scikit-learn's default for this kind of prediction, with
+        `truth` as the user gave y and `predicted` as predict() returned."""
+        raise NotImplementedError
+
     # -- metrics
 
     def metrics(self, thresholds: np.ndarray | None = None) -> MetricCollection:

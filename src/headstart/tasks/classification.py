@@ -51,6 +51,14 @@ class Classification(Task):
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.softmax(dim=-1)
 
+    def score(self, truth, predicted, sample_weight=None) -> float:
+        """Accuracy, labels compared as fit reads them (text)."""
+        from sklearn.metrics import accuracy_score
+
+        truth = [str(v).strip() for v in truth]
+        shown = [str(p) for p in predicted]
+        return float(accuracy_score(truth, shown, sample_weight=sample_weight))
+
     def decode(self, outputs: np.ndarray, thresholds: np.ndarray | None = None) -> list[str]:
         return [self.classes[i] for i in np.asarray(outputs).argmax(axis=1)]
 

@@ -56,6 +56,13 @@ class MultiLabel(Task):
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.sigmoid()
 
+    def score(self, truth, predicted, sample_weight=None) -> float:
+        """Subset accuracy: the share of items whose predicted label set is exactly the true
+        one (scikit-learn's accuracy_score on indicator matrices)."""
+        truth = [_label_set(str(v)) for v in truth]
+        same = [_label_set(p) == t for p, t in zip(predicted, truth, strict=True)]
+        return float(np.average(same, weights=sample_weight))
+
     def decode(self, outputs: np.ndarray, thresholds: np.ndarray | None = None) -> list[str]:
         """The label set of each row, '|'-joined (the form labels have on disk)."""
         on = np.asarray(outputs) >= (0.5 if thresholds is None else thresholds)

@@ -53,6 +53,13 @@ class Regression(Task):
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.squeeze(-1)
 
+    def score(self, truth, predicted, sample_weight=None) -> float:
+        """R^2, as scikit-learn's regressors score."""
+        from sklearn.metrics import r2_score
+
+        truth = [float(v) for v in truth]
+        return float(r2_score(truth, predicted, sample_weight=sample_weight))
+
     def decode(self, outputs: np.ndarray, thresholds: np.ndarray | None = None) -> list[float]:
         return [float(v) for v in np.atleast_1d(outputs)]
 
