@@ -67,16 +67,8 @@ class FromScratch(Strategy):
     def build(self, model: str, modality: str, weights=None, seed: int = 0):
         """The architecture with random weights (the seed fixes them); its weight file is never
         opened."""
-        from ..modalities import get_modality
-        from ..zoo import get_entry
+        from ..zoo.registry import entry_for
 
-        kind = get_modality(modality)
-        name = model or kind.default_model
-        entry = get_entry(name)
-        if entry.modality != modality:
-            raise HeadstartError(
-                f"Model {name!r} takes {entry.modality} input but the data is {modality}. "
-                f"Use {kind.article} {modality} backbone, e.g. model={kind.default_model!r}."
-            )
+        entry = entry_for(model, modality)
         torch.manual_seed(seed)  # the random init is part of what the seed fixes
         return entry.build(pretrained=False)

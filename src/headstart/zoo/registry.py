@@ -77,11 +77,8 @@ def build(name: str, pretrained: bool = True, weights=None) -> Backbone:
     return get_entry(name).build(pretrained=pretrained, weights=weights)
 
 
-def load_backbone(model: str, modality: str, weights=None) -> LazyBackbone:
-    """The named backbone (default: the bundled one for the modality), checked against the data.
-
-    Nothing is built (nor torch imported) until the backbone is used: a run whose embeddings are
-    all cached never builds it."""
+def entry_for(model: str, modality: str) -> ZooEntry:
+    """The entry of `model` (default: the modality's bundled one), checked against the data."""
     kind = get_modality(modality)
     name = model or kind.default_model
     entry = get_entry(name)
@@ -90,6 +87,15 @@ def load_backbone(model: str, modality: str, weights=None) -> LazyBackbone:
             f"Model {name!r} takes {entry.modality} input but the data is {modality}. "
             f"Use {kind.article} {modality} backbone, e.g. --model {kind.default_model}."
         )
+    return entry
+
+
+def load_backbone(model: str, modality: str, weights=None) -> LazyBackbone:
+    """The named backbone (default: the bundled one for the modality), checked against the data.
+
+    Nothing is built (nor torch imported) until the backbone is used: a run whose embeddings are
+    all cached never builds it."""
+    entry = entry_for(model, modality)
     path = Path(weights).expanduser() if weights else None
     if path is not None and not path.is_file():
         raise HeadstartError(
