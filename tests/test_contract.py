@@ -268,6 +268,13 @@ def test_refusals_are_listed_and_name_what_works(tmp_path):
     print(f"\n{len(refused)} refused of {len(COMBINATIONS)} ({listing}):", *lines, sep="\n")
 
 
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_strategies_name_registered_modalities_and_tasks(name):
+    cls = STRATEGIES[name]
+    assert cls.modalities and set(cls.modalities) <= set(MODALITIES), cls.modalities
+    assert cls.tasks is None or (cls.tasks and set(cls.tasks) <= set(TASKS)), cls.tasks
+
+
 def test_a_strategy_checks_modality_and_task_alone():
     # 'auto' is never refused: it picks an applicable strategy itself
     assert refusal("auto", "image", "regression") is None
@@ -276,3 +283,16 @@ def test_a_strategy_checks_modality_and_task_alone():
     assert "applies to text" in refusal("contrastive", "image", "auto")
     with pytest.raises(HeadstartError, match="must be one of"):
         refusal("no-such-strategy", "text", "classification")
+
+
+# ---- the command line says the same one line ---------------------------------------------------
+
+
+def test_cli_refuses_in_one_line(datasets, tmp_path):
+    from test_embed_cli import cli, one_error_line
+
+    table = datasets("text", "regression")
+    run = cli("fit", table, "--strategy", "contrastive", "--task", "regression", "--out", tmp_path)
+    line = one_error_line(run)  # exit 2, one error: line, no traceback
+    assert line == f"error: {refusal('contrastive', 'text', 'regression')}"
+    assert not any(tmp_path.iterdir())  # nothing written
