@@ -152,7 +152,7 @@ def parse_strategies(text: str, modality: str) -> list[str]:
                 "--strategies: 'auto' picks one of the others per fit; name the strategies to "
                 "compare instead, e.g. linear-probe,freeze-unfreeze,from-scratch."
             )
-        check_strategy(part, modality, "compare")
+        check_strategy(part, modality, "compare", "classification")  # compare's only task
         if part not in names:
             names.append(part)
     if not names:

@@ -168,6 +168,8 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
         train_src, val_src = self._split(self._as_source(X, y, one_input=False), val)
         self.label_type_ = _label_type(y)
         self.task_ = Task.from_labels([i.label for i in train_src.items], self.task)
+        # the task is known now (task="auto" detects it): refuse before any backbone is loaded
+        check_strategy(self.strategy, self.modality, type(self).__name__, self.task_.name)
         train_src = self.task_.attach(train_src)  # items carry their typed target
         if val_src is not None:
             val_src = self.task_.attach(val_src)  # unseen labels fail now
@@ -244,8 +246,9 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
         return self
 
     def _check_values(self) -> None:
-        check_strategy(self.strategy, self.modality, type(self).__name__)  # name[:options]
         check_choice("task", self.task, task_choices())
+        # name[:options], and whether it applies to this modality and task (unless "auto")
+        check_strategy(self.strategy, self.modality, type(self).__name__, self.task)
         check_choice("precision", self.precision, PRECISION_CHOICES)
         check_choice("device", str(self.device).split(":")[0], DEVICES)
         if self.epochs < 1:

@@ -6,7 +6,7 @@ they fit a head on cached features. Text-only strategies (lora, contrastive) run
 training loop in fit(). tfidf and pixels carry a no-transfer featuriser instead of a backbone.
 """
 
-from .base import STRATEGIES, Strategy, get_strategy
+from .base import STRATEGIES, Strategy, applicable, get_strategy, refusal
 from .frozen import LinearProbe, MLPHead
 from .trainable import FineTune, FreezeUnfreeze, FromScratch, Gradual
 
@@ -22,6 +22,8 @@ __all__ = [
     "STRATEGIES",
     "Strategy",
     "get_strategy",
+    "refusal",
+    "applicable",
     "FeaturiserStrategy",
     "LinearProbe",
     "MLPHead",

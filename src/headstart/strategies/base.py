@@ -12,6 +12,10 @@ What it needs (plain class attributes, every strategy has them):
   head_first      fit() starts from that probe: the estimator passes it as `head`
   frozen          the backbone is never changed: the features the model reads are the cached ones
   keep_norm_statistics  BatchNorm keeps its pre-trained statistics while the backbone trains
+  modalities      the modalities it applies to (modality_hint: said when used with another)
+  tasks           the task names it applies to; None: every registered task (task_hint: said
+                  when used with another). `refusal(spec, modality, task)` reads both, before
+                  any work, and says in one line why a combination cannot run and what can.
 
 What it does:
   build(model, modality, weights=None, seed=0) -> Backbone | None
@@ -78,6 +82,8 @@ class Strategy:
     summary: ClassVar[str] = ""
     modalities: ClassVar[tuple[str, ...]] = ("image", "text")  # backbones it applies to
     modality_hint: ClassVar[str] = ""  # said when used with another modality
+    tasks: ClassVar[tuple[str, ...] | None] = None  # task names it applies to; None: all
+    task_hint: ClassVar[str] = ""  # why, said when used with another task
     # options given as "name:key=value,...": {key: type}; aliases map other spellings to keys
     options: ClassVar[dict[str, type]] = {}
     aliases: ClassVar[dict[str, str]] = {}
@@ -271,16 +277,54 @@ def parse_strategy(spec: str, owner: str = "") -> tuple[str, dict]:
     return name, options
 
 
-def check_strategy(spec: str, modality: str, owner: str = "") -> None:
-    """Fail before any work when the strategy (or one of its options) cannot apply."""
-    name, _ = parse_strategy(spec, owner)
-    cls = STRATEGIES.get(name)
-    if cls is not None and modality and modality not in cls.modalities:
+def refusal(spec: str, modality: str, task: str = "auto") -> str | None:
+    """Why strategy `spec` cannot apply to this modality and task, in one line that names what
+    can; None where it can. An empty modality, or the task "auto" (not yet known), is not
+    checked. An unknown strategy or option raises HeadstartError (see parse_strategy)."""
+    name, _ = parse_strategy(spec)
+    cls = STRATEGIES.get(name)  # None for "auto": it picks an applicable strategy itself
+    if cls is None:
+        return None
+    if not _takes_modality(cls, modality):
         hint = f" {cls.modality_hint}" if cls.modality_hint else ""
-        raise HeadstartError(
+        return (
             f"Strategy {name!r} applies to {'/'.join(cls.modalities)} backbones, not "
             f"{modality}.{hint}"
         )
+    if not _takes_task(cls, task):
+        hint = f" ({cls.task_hint})" if cls.task_hint else ""
+        where = f"{modality} {task}" if modality else task
+        return (
+            f"Strategy {name!r} applies to {'/'.join(cls.tasks)} tasks, not {task}{hint}. "
+            f"For {where} use one of: {', '.join(applicable(modality, task))}."
+        )
+    return None
+
+
+def applicable(modality: str, task: str) -> list[str]:
+    """The registered strategies that apply to this modality and task, in registration order."""
+    return [
+        name
+        for name, cls in STRATEGIES.items()
+        if _takes_modality(cls, modality) and _takes_task(cls, task)
+    ]
+
+
+def _takes_modality(cls: type[Strategy], modality: str) -> bool:
+    return not modality or modality in cls.modalities
+
+
+def _takes_task(cls: type[Strategy], task: str) -> bool:
+    return not task or task == "auto" or cls.tasks is None or task in cls.tasks
+
+
+def check_strategy(spec: str, modality: str, owner: str = "", task: str = "auto") -> None:
+    """Fail before any work when the strategy (or one of its options) cannot apply to this
+    modality and task (see refusal)."""
+    parse_strategy(spec, owner)  # an unknown name or option, said with its owner
+    reason = refusal(spec, modality, task)
+    if reason is not None:
+        raise HeadstartError(reason)
 
 
 _KINDS = {int: "a whole number", float: "a number", bool: "true or false"}

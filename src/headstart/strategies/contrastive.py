@@ -37,6 +37,8 @@ class Contrastive(Strategy):
     summary = "SetFit: tune the encoder on same/different-label pairs, then a linear probe"
     modalities = ("text",)
     modality_hint = IMAGE_HINT
+    tasks = ("classification",)
+    task_hint = "single-label classification: pairs of texts share a class or not"
     default_lr = 2e-5
     options: ClassVar[dict[str, type]] = {
         "iterations": int,
