@@ -128,3 +128,15 @@ def write_noise_images(folder: Path, count: int, side: int = 32, seed: int = 0) 
         Image.fromarray(pixels).save(path)
         paths.append(path)
     return paths
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (restored after): tiny models run faster without thread
+    hand-offs, and parallel test runs do not oversubscribe the cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

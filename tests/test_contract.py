@@ -31,6 +31,8 @@ from headstart.modalities import MODALITIES, get_modality
 from headstart.strategies import STRATEGIES, applicable, refusal
 from headstart.tasks import TASKS
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
+
 COMBINATIONS = list(itertools.product(MODALITIES, TASKS, STRATEGIES))
 ALLOWED = [c for c in COMBINATIONS if refusal(c[2], c[0], c[1]) is None]
 REFUSED = [c for c in COMBINATIONS if refusal(c[2], c[0], c[1]) is not None]
@@ -160,14 +162,6 @@ def isolated_cache(shared_cache, monkeypatch) -> Path:
     monkeypatch.setenv("HEADSTART_CACHE", str(shared_cache))
     monkeypatch.setenv("HEADSTART_NO_PROGRESS", "1")
     return shared_cache
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def estimator(modality: str):

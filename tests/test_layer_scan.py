@@ -23,6 +23,8 @@ from headstart.select.layers import LayerTap, rank_layers
 from headstart.select.rank import Candidate
 from headstart.zoo import get_entry, registered_names
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
+
 VOCAB = ["[CLS]", "[PAD]", "[SEP]", "[UNK]", "[MASK]", "a", "the", "cat", "dog", "sat", "ran"]
 VOCAB += ["on", "mat", "rug", "stock", "bond", "rose", "fell", "price", "today", "market"]
 IMAGE_SIDE = {"inception_v3": 75}  # the smallest input each architecture takes; 32 otherwise
@@ -35,14 +37,6 @@ TINY = {  # every name the architectures use for width, depth and heads
     "d_kv": 16,
     "n_inner": 37,
 }
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_text_folder(folder, model_type: str, **config) -> str:
