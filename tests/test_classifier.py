@@ -228,8 +228,9 @@ def test_linear_probe_on_five_faces_per_class_beats_chance(tmp_path, lfw):
 def test_auto_records_and_prints_its_choice(small, tmp_path, capsys):
     clf = make("auto", verbose=True).fit(small, run_dir=str(tmp_path / "run"))
     assert clf.strategy == "auto"  # the parameter stays as given
-    assert clf.strategy_name_ == "linear-probe"
-    assert "few labels" in clf.strategy_reason_
+    assert clf.strategy_name_ == "linear-probe" and clf.strategy_reason_
+    # ten images: too few to split, so the probe's out-of-fold outputs are its validation
+    assert clf.metrics_["n"] == 10 and "cross-validation" in clf.fit_info_["validation"]
     assert f"strategy auto -> linear-probe: {clf.strategy_reason_}" in capsys.readouterr().err
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["strategy"]["name"] == "linear-probe"

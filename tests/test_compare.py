@@ -243,7 +243,7 @@ def test_user_errors_are_one_line(tmp_path, texts, faces, run_main):
         "unknown strategy": (["--strategies", "linear-probe,fine-tun"], "Did you mean 'fine-tune'"),
         "per-class": (["--per-class", "1,five"], "'five' is not a whole number or 'all'"),
         "out is a file": (["--out", a_file], "is a file"),
-        "auto": (["--strategies", "auto"], "name the strategies to compare"),
+        "budget": (["--budget", "soon"], "Cannot read the budget 'soon'"),
         "wrong modality": (["--val", write_faces(tmp_path / "faces", faces, 0, 1)], "holds"),
     }
     for name, (extra, message) in cases.items():

@@ -182,6 +182,12 @@ def test_mpnet_rank_layers_cli(tiny_mpnet, tmp_path, monkeypatch, capsys):
 def test_mpnet_fit_strategy_auto_runs_the_layer_scan(tiny_mpnet, tmp_path, monkeypatch, capsys):
     """20 texts per class (enough for `auto` to consider training) with labels the random words
     cannot predict (so the frozen probe is not good enough): auto scans the layers."""
+    from headstart.modalities.text import TextModality
+
+    # texts need 1,000 rows before auto offers freeze-unfreeze; a tiny model needs fewer
+    only = {("freeze-unfreeze", "many"): (0.5, "head first, then the encoder")}
+    monkeypatch.setattr(TextModality, "auto_gains", only)
+    monkeypatch.setattr(TextModality, "auto_train_rows", 0)
     train = write_texts(tmp_path / "train.csv", 40, seed=0)
     val = write_texts(tmp_path / "test.csv", 10, seed=1)
     run = tmp_path / "run"
@@ -192,4 +198,6 @@ def test_mpnet_fit_strategy_auto_runs_the_layer_scan(tiny_mpnet, tmp_path, monke
     config = json.loads((run / "config.json").read_text())
     scan = config["fit"]["layer_scan"]
     assert scan["groups"] == 4 and len(scan["logme"]) == 4
-    assert config["strategy"]["name"].startswith("freeze-unfreeze")
+    assert config["fit"]["auto"]["plan"].startswith("freeze-unfreeze")
+    # random words cannot predict these labels: the check decides which model is kept
+    assert config["fit"]["auto"]["check"]["kept"] in ("trained", "probe")

@@ -240,22 +240,6 @@ def test_unfreeze_recommendation_follows_the_peak(profile, unfreeze):
     assert advice["unfreeze"] == unfreeze and advice["groups"] == 4
 
 
-def test_auto_strategy_uses_layer_advice_only_when_training():
-    from headstart.estimators.auto import choose_strategy
-
-    calls = []
-
-    def scan():
-        calls.append(1)
-        return {"unfreeze": 2, "groups": 8, "reason": "LogME peaks at group 5."}
-
-    many = {"a": 50, "b": 50}
-    name, reason = choose_strategy("classification", many, 0.8, "cpu", layer_scan=scan)
-    assert name == "freeze-unfreeze:groups=2" and "layer scan: LogME peaks" in reason
-    name, _ = choose_strategy("classification", {"a": 5, "b": 5}, 0.8, "cpu", layer_scan=scan)
-    assert name == "linear-probe" and len(calls) == 1  # few labels: no scan was paid for
-
-
 def test_freeze_unfreeze_trains_only_the_top_groups():
     from headstart.strategies import get_strategy
 

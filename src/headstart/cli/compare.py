@@ -40,6 +40,13 @@ def compare(
     epochs: Annotated[int, typer.Option(min=1, help="Epochs of trainable strategies.")] = 5,
     text_col: Annotated[str | None, typer.Option(help="Text column of a table.")] = None,
     label_col: Annotated[str | None, typer.Option(help="Label column of a table.")] = None,
+    budget: Annotated[
+        str | None,
+        typer.Option(
+            help="Time per fit, e.g. 2m: adds auto (planned within it) to the default "
+            "strategies; every trained fit stops there."
+        ),
+    ] = None,
 ) -> None:
     """Fit every strategy at every labels-per-class size with every seed; write results.csv,
     learning_curve.png, cost.png and report.md to --out. A rerun reuses finished cells."""
@@ -59,6 +66,7 @@ def compare(
             text_col=text_col,
             label_col=label_col,
             progress=progress,
+            budget=budget,
         )
     if result.reused:
         err.print(

@@ -15,6 +15,10 @@ from .console import DEVICE_HELP, PRECISION_HELP, err, out
 TASK_HELP = "auto, classification, multilabel, regression."
 TEXT_COL_HELP = "Text column of a table (default: text, else sentence)."
 LABEL_COL_HELP = "Label column of a table (default: label)."
+BUDGET_HELP = (
+    "Time for the whole fit, e.g. 30s, 5m, 1h: auto picks the model and strategy that fit it; "
+    "training stops there, keeping the best so far."
+)
 RUN_TEXT_COL = "Text column of a table (default: the run's, from fit)."
 RUN_LABEL_COL = "Label column of a table (default: the run's, from fit)."
 
@@ -66,6 +70,7 @@ def fit(
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
     no_augment: Annotated[bool, typer.Option("--no-augment")] = False,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted fit in --out.")] = False,
+    budget: Annotated[str | None, typer.Option(help=BUDGET_HELP)] = None,
 ) -> None:
     """Fit a new head (and, by strategy, the backbone) on DATA; write RUN_DIR."""
     from ..data.sources import read_source
@@ -90,6 +95,7 @@ def fit(
         device=device,
         weights=str(weights) if weights else None,
         augment=not no_augment,
+        budget=budget,
     )
     est.fit(
         source,

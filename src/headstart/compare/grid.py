@@ -34,6 +34,7 @@ class Settings:
     val_id: str | None  # content fingerprint of VAL; None: fit's own split
     text_col: str | None = None
     label_col: str | None = None
+    budget: float | None = None  # seconds per fit (auto plans within it; training stops there)
 
     def fingerprint(self, strategy: str) -> str:
         """The settings that can change a cell of this strategy, hashed: frozen strategies never
@@ -47,8 +48,10 @@ class Settings:
         }
         if kind != "classic":
             relevant["model"] = self.model
-        if kind in ("trainable", "scratch"):
+        if kind in ("trainable", "scratch", "auto"):
             relevant["epochs"] = self.epochs
+        if kind in ("trainable", "scratch", "auto") and self.budget is not None:
+            relevant["budget"] = self.budget
         text = json.dumps(relevant, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -91,11 +94,13 @@ class Grid:
 
 
 def strategy_kind(spec: str) -> str:
-    """'classic' (no backbone: a featuriser), 'frozen' (cached features), 'scratch' or
-    'trainable'."""
+    """'classic' (no backbone: a featuriser), 'frozen' (cached features), 'scratch',
+    'trainable' or 'auto' (any of them, chosen per fit)."""
     from ..strategies import STRATEGIES
     from ..strategies.base import parse_strategy
 
+    if spec == "auto":
+        return "auto"
     cls = STRATEGIES[parse_strategy(spec)[0]]
     if not cls.needs_backbone:
         return "classic"
@@ -147,11 +152,6 @@ def parse_strategies(text: str, modality: str) -> list[str]:
     for part in (p.strip() for p in str(text).split(",")):
         if not part:
             continue
-        if part == "auto":
-            raise HeadstartError(
-                "--strategies: 'auto' picks one of the others per fit; name the strategies to "
-                "compare instead, e.g. linear-probe,freeze-unfreeze,from-scratch."
-            )
         check_strategy(part, modality, "compare", "classification")  # compare's only task
         if part not in names:
             names.append(part)
@@ -183,6 +183,7 @@ def run_cell(cell: Cell, settings: Settings, train: Source, val: Source | None) 
         per_class=cell.per_class,
         val_fraction=settings.val_fraction,
         verbose=False,
+        budget=settings.budget,
     )
     row = {
         "strategy": cell.strategy,

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..auto.budget import format_seconds, parse_budget
 from ..data.sources import Source, read_source
 from ..errors import HeadstartError
 from . import findings
@@ -57,7 +58,10 @@ def compare(
     text_col: str | None = None,
     label_col: str | None = None,
     progress: Progress | None = None,
+    budget: str | float | None = None,
 ) -> CompareResult:
+    """Every strategy x labels-per-class size x seed, each cell one fit. budget: seconds (or
+    "5m") per fit; it adds `auto` to the default strategies, planned within it."""
     started = time.perf_counter()
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -67,8 +71,9 @@ def compare(
     train = read_source(data, text_col=text_col, label_col=label_col)
     modality = train.modality
     estimator_for(modality)
+    seconds = parse_budget(budget)
     if strategies is None or strategies == "":
-        names = default_strategies(modality)
+        names = default_strategies(modality) + (["auto"] if seconds is not None else [])
     else:
         names = parse_strategies(
             strategies if isinstance(strategies, str) else ",".join(strategies), modality
@@ -80,6 +85,7 @@ def compare(
         raise HeadstartError(f"--seeds must be at least 1; got {seeds}.")
     val_src = _check_data(train, data, val, text_col, label_col, val_fraction)
     settings = _settings(train, val_src, model, names, epochs, val_fraction, text_col, label_col)
+    settings.budget = seconds
     grid = Grid(names, sizes, list(range(seeds)))
     _make_folder(out_dir)  # after every check: a mistyped command leaves nothing behind
 
@@ -224,7 +230,7 @@ def _setup(result, grid, settings, data, val, n_test) -> dict:
             f"a held-out {settings.val_fraction:.0%} of {data} ({n_test} items), drawn per seed "
             "exactly as `headstart fit --seed N` draws it"
         )
-    trainable = any(strategy_kind(s) in ("trainable", "scratch") for s in grid.strategies)
+    trainable = any(strategy_kind(s) in ("trainable", "scratch", "auto") for s in grid.strategies)
     return {
         "data": str(data),
         "test set": test,
@@ -233,6 +239,7 @@ def _setup(result, grid, settings, data, val, n_test) -> dict:
         "labels per class": ", ".join(_text(s) for s in grid.sizes),
         "seeds": ", ".join(map(str, grid.seeds)),
         "epochs (trainable strategies)": str(settings.epochs) if trainable else "-",
+        "budget per fit": format_seconds(settings.budget) if settings.budget else "none",
         "cells": f"{len(grid.cells)}: {result.ran} run now, {result.reused} reused, "
         f"{len(result.failed)} failed",
     }
@@ -272,6 +279,8 @@ def _fits_linear_c(spec: str) -> bool:
     from ..strategies import STRATEGIES
     from ..strategies.base import parse_strategy
 
+    if spec == "auto":
+        return False  # it may or may not be: it chooses per fit
     name = parse_strategy(spec)[0]
     cls = STRATEGIES[name]  # linear-probe and head-first ones start from it; featurisers use it
     return cls.head_first or not cls.needs_backbone

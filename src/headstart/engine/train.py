@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -60,7 +61,8 @@ class TrainConfig:
     workers: int = 0  # DataLoader workers
     workdir: Path | None = None  # checkpoints (best-*.ckpt, last.ckpt); a temp dir when None
     resume: bool = False  # continue from workdir/last.ckpt when present
-    progress: bool = True  # Lightning's progress bar
+    progress: bool = True  # Lightning's progress bar on a terminal, else a line now and then
+    deadline: float | None = None  # time.monotonic() at which training stops (a budget)
 
 
 @dataclass
@@ -144,10 +146,15 @@ def train(
             devices=1,
             precision="bf16-mixed" if cfg.precision == "bf16" else "32-true",
             logger=False,
-            callbacks=[*([stop, best] if has_val else []), *callbacks, latest],
+            callbacks=[
+                *([stop, best] if has_val else []),
+                *_budget_and_lines(cfg),
+                *callbacks,
+                latest,
+            ],
             default_root_dir=workdir,
             enable_model_summary=False,
-            enable_progress_bar=cfg.progress,
+            enable_progress_bar=cfg.progress and sys.stderr.isatty(),
             num_sanity_val_steps=0,
         )
         loaders = _loaders(backbone, train, val if has_val else None, cfg)
@@ -426,6 +433,43 @@ def _keep_start_if_best(module: _Module, start: dict, state: dict, history: list
     if "val_loss" in start and (not trained or start["val_loss"] <= min(trained)):
         module.load_state_dict(state)
     return [start, *history]
+
+
+def _budget_and_lines(cfg: TrainConfig) -> list[Callback]:
+    """A stop at the deadline, and progress lines where no terminal shows the bar."""
+    from ..progress import line_progress
+
+    extra: list[Callback] = []
+    if cfg.deadline is not None:
+        extra.append(StopAt(cfg.deadline))
+    beat = line_progress("training", "steps", cfg.progress)
+    if beat is not None:
+        extra.append(Lines(beat))
+    return extra
+
+
+class StopAt(Callback):
+    """Stop after the batch during which the deadline passed; the best epoch so far is what
+    the engine then restores (or the start, for head-first strategies)."""
+
+    def __init__(self, deadline: float):
+        self.deadline = deadline
+        self.stopped = False
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if time.monotonic() >= self.deadline:
+            trainer.should_stop = True
+            self.stopped = True
+
+
+class Lines(Callback):
+    """Optimiser steps to a Heartbeat: a progress line at a steady interval."""
+
+    def __init__(self, beat):
+        self.beat = beat
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        self.beat(int(trainer.global_step), int(trainer.estimated_stepping_batches))
 
 
 def _accelerator(device: str) -> str:

@@ -15,18 +15,19 @@ import sklearn.exceptions
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from ..auto.budget import Deadline, parse_budget
 from ..data.sources import Item, Skip, Source, read_source
 from ..data.split import per_class as take_per_class
 from ..data.split import split
 from ..errors import HeadstartError, check_choice, did_you_mean
 from ..features.extract import Embeddings, Extractor
-from ..features.speed import DEVICES, PRECISION_CHOICES, resolve_device
+from ..features.speed import DEVICES, PRECISION_CHOICES
 from ..heads import TASKS, Task, detect_task, get_task, task_choices
 from ..modalities import get_modality
 from ..strategies import STRATEGIES, get_strategy
 from ..strategies.base import check_strategy, parse_strategy
 from ..strategies.frozen import LinearProbe
-from .auto import choose_strategy
+from .auto import AutoFit
 
 LAYER_SCAN_MAX_ITEMS = 2000  # above this, the extra pass over the data is no longer cheap
 
@@ -36,7 +37,7 @@ class NotFittedError(HeadstartError, sklearn.exceptions.NotFittedError):
     ValueError and an AttributeError), which model-selection tools and checks catch."""
 
 
-class TransferEstimator(ClassifierMixin, BaseEstimator):
+class TransferEstimator(AutoFit, ClassifierMixin, BaseEstimator):
     """Transfer from a pre-trained backbone: fit(X, y) with scikit-learn's contract.
 
     Constructor arguments are the hyper-parameters (what clone, get_params and GridSearchCV
@@ -71,6 +72,7 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
         augment: bool = True,
         workers: int | None = None,
         verbose: bool = True,
+        budget: str | float | None = None,
         **unknown,
     ):
         if unknown:
@@ -92,6 +94,7 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
         self.val_fraction, self.per_class = val_fraction, per_class
         self.precision, self.device, self.weights = precision, device, weights
         self.augment, self.workers, self.verbose = augment, workers, verbose
+        self.budget = budget
 
     # -- scikit-learn protocol --------------------------------------------------------------
 
@@ -161,10 +164,11 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
         label_col_ for predict and evaluate). run_dir: write the run there; resume: continue an
         interrupted fit in run_dir."""
         started = time.perf_counter()
+        self._check_values()
+        self.deadline_ = Deadline(parse_budget(self.budget))
         self.val_embed_seconds_ = 0.0
         self.text_col_, self.label_col_ = text_col, label_col
         self._run_dir, self._resume = run_dir, resume
-        self._check_values()
         train_src, val_src = self._split(self._as_source(X, y, one_input=False), val)
         self.label_type_ = _label_type(y)
         self.task_ = Task.from_labels([i.label for i in train_src.items], self.task)
@@ -174,7 +178,7 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
         if val_src is not None:
             val_src = self.task_.attach(val_src)  # unseen labels fail now
         self.strategy_name_, self.strategy_reason_ = self.strategy, ""
-        self.model_selection_ = None
+        self.model_selection_, self.plan_, self.check_, self._epochs = None, None, None, None
         auto = self.strategy == "auto"
         # auto starts as linear-probe does: the pre-trained backbone, its cached features, a probe
         strategy = self._new_strategy("linear-probe" if auto else self.strategy)
@@ -189,14 +193,25 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
             train_emb = _unembedded(train_src)
             val_emb = _unembedded(val_src) if val_src is not None else None
             probe, probe_info = None, {}
+        self.probe_info_ = probe_info
+        self.n_items_ = len(train_emb.items) + (len(val_emb.items) if val_emb else 0)
         self.skipped_ = train_emb.skipped + (val_emb.skipped if val_emb else [])
+        out_of_fold = None
         if auto:
-            self._choose(train_emb, probe_info)
-            strategy = self._new_strategy(self.strategy_name_)
-        self.strategy_ = strategy
-        self._train(strategy, probe if strategy.head_first else None, train_emb, val_emb)
-        val_emb = self._fitted_val_embeddings(strategy, val_emb)
-        return self._finish_fit(strategy, train_emb, val_emb, probe_info, started)
+            plan = self._plan(train_emb, val_emb)
+            self._epochs = plan.epochs
+            strategy = self.strategy_ = self._new_strategy(plan.strategy)
+            strategy, val_emb, out_of_fold = self._fit_auto(
+                strategy, plan, probe, train_emb, val_emb
+            )
+        else:
+            self.strategy_ = strategy
+            self._warn_if_long(strategy, train_emb, val_emb)
+            self._train(strategy, probe if strategy.head_first else None, train_emb, val_emb)
+            val_emb = self._fitted_val_embeddings(strategy, val_emb)
+        return self._finish_fit(
+            self.strategy_, train_emb, val_emb, probe_info, started, out_of_fold
+        )
 
     def _new_strategy(self, spec: str):
         return get_strategy(spec, lr=self.lr, lr_decay=self.lr_decay)
@@ -212,7 +227,11 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
         self.skipped_ = self.skipped_ + tuned.skipped  # from-scratch decodes images only now
         return tuned
 
-    def _finish_fit(self, strategy, train_emb, val_emb, probe_info, started) -> TransferEstimator:
+    def _finish_fit(
+        self, strategy, train_emb, val_emb, probe_info, started, out_of_fold=None
+    ) -> TransferEstimator:
+        """fit_info_, metrics on the validation data (or, where `auto` cross-validated small
+        data, on the out-of-fold outputs of every item), and the run written."""
         extras = self._fit_extras(train_emb, val_emb)
         self.fit_info_ = {
             "probe": probe_info,
@@ -224,10 +243,15 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
             **strategy.fit_info(),  # e.g. lora: adapter_bytes; contrastive: pairs
             **({"model_selection": self.model_selection_} if self.model_selection_ else {}),
             **({"layer_scan": self.layer_scan_} if getattr(self, "layer_scan_", None) else {}),
+            **self._auto_info(),
             **extras,
         }
         self.thresholds_ = None
-        if val_emb is not None:
+        if out_of_fold is not None:
+            self.val_items_, self.val_outputs_ = out_of_fold
+            self.fit_info_["validation"] = self.check_.how
+            self.metrics_ = self._metrics(self.val_items_, self.val_outputs_)
+        elif val_emb is not None:
             predicting = time.perf_counter()
             self.val_outputs_ = self._outputs_for(val_emb)
             # the trained model's pass over the validation data: what predicting it costs
@@ -313,6 +337,9 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
             if kind == "auto":
                 kind = detect_task([i.label for i in train.items])
             stratify = TASKS[kind].stratify
+            kept = take_per_class(train, self.per_class, self.seed) if self.per_class else train
+            if not self._holds_out(len(kept.items)):
+                return kept, None  # auto on small data cross-validates instead
             train, val_src = split(train, self.val_fraction, self.seed, stratify=stratify)
         if self.per_class:
             train = take_per_class(train, self.per_class, self.seed)
@@ -356,9 +383,13 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
         return head, info
 
     def _pick_model(self, train_src: Source) -> str:
-        """`model="auto"`: rank the bundled backbones on the training split, take LogME's top."""
-        if self.model != "auto":
-            return self.model
+        """`model="auto"`: rank the local backbones on the training split, take LogME's top.
+        No model given and strategy="auto": the same, where more than one is local."""
+        model = self.model
+        if not model and self.strategy == "auto" and self.weights is None:
+            model = self._default_or_auto()
+        if model != "auto":
+            return model
         if self.weights:
             raise HeadstartError("--weights belongs to a named --model; it cannot go with auto.")
         from ..select.rank import rank_models
@@ -378,21 +409,6 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
             print(f"model auto -> {top.candidate}: {reason}", file=sys.stderr)
             print(ranking.verdict, file=sys.stderr)
         return top.candidate
-
-    def _choose(self, train_emb, probe_info) -> None:
-        device_type = resolve_device(self.device).type
-        self.layer_scan_ = None
-        name, reason = choose_strategy(
-            self.task_.kind,
-            _counts(train_emb.items),
-            probe_info.get("cv_accuracy"),
-            device_type,
-            modality=self.modality,
-            layer_scan=self._layer_scan(train_emb.items),
-        )
-        self.strategy_name_, self.strategy_reason_ = name, reason
-        if self.verbose:
-            print(f"strategy auto -> {name}: {reason}", file=sys.stderr)
 
     def _layer_scan(self, items: list[Item]):
         """Cut-layer advice for `auto`, where cheap: one more pass over few training items."""
@@ -418,6 +434,23 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
 
         return scan
 
+    def _auto_info(self) -> dict:
+        """What `auto` planned and checked, and the budget, for fit_info_ and the report."""
+        info: dict = {}
+        if self.budget is not None:
+            info["budget_seconds"] = self.deadline_.seconds
+        if self.plan_ is not None:
+            info["auto"] = {
+                "plan": self.plan_.strategy,
+                "estimated_seconds": round(self.plan_.seconds, 1),
+                "check": self.check_.to_json() if self.check_ is not None else None,
+                "options": [
+                    {"strategy": o.strategy, "gain": o.gain, "seconds": round(o.seconds, 1)}
+                    for o in self.plan_.options
+                ],
+            }
+        return info
+
     def _fit_extras(self, train_emb, val_emb) -> dict:
         """Modality-specific facts for fit_info_ (text: truncated rows)."""
         return {}
@@ -425,23 +458,9 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
     def _train(self, strategy, head, train_emb, val_emb) -> None:
         """strategy.fit from `head` (the probe for head-first strategies, else None): sets
         backbone_, head_, history_ and backbone_trained_."""
-        from ..engine.train import TrainConfig, TrainData
+        from ..engine.train import TrainData
 
-        cfg = TrainConfig(
-            epochs=self.epochs,
-            batch_size=self.batch_size or 32,
-            seed=self.seed,
-            label_smoothing=self.label_smoothing,
-            l2sp=self.l2sp,
-            patience=self.patience,
-            precision="bf16" if self.precision == "bf16" else "fp32",
-            device=self.device,
-            augment=self.augment,
-            workers=self.workers if self.workers is not None else 1,
-            workdir=Path(self._run_dir) / "checkpoints" if self._run_dir else None,
-            resume=self._resume,
-            progress=self.verbose,
-        )
+        cfg = self._train_config()
         data, val = (
             None
             if emb is None
@@ -458,6 +477,44 @@ class TransferEstimator(ClassifierMixin, BaseEstimator):
         if self.backbone_trained_:
             self.backbone_.eval()
             self.backbone_.weight_id = "tuned-" + _state_digest(self.backbone_)
+
+    def _training_deadline(self) -> float | None:
+        """When training must stop so that the fit ends within the budget: the passes that
+        follow it (embedding with the tuned backbone, scoring, saving) are kept time for."""
+        if self.deadline_.at is None:
+            return None
+        reserve = 0.05 * self.deadline_.seconds
+        plan = getattr(self, "plan_", None)
+        if plan is not None and plan.costs is not None:
+            items = getattr(self, "n_items_", 0)
+            reserve = max(reserve, 1.2 * items * plan.costs.embed_item)
+        return self.deadline_.at - min(reserve, 0.25 * self.deadline_.seconds)
+
+    def _batch(self) -> int:
+        return self.batch_size or 32
+
+    def _train_config(self, progress: bool | None = None, workdir: str | Path | None = ""):
+        """The engine's settings for this fit (workdir "": the run's checkpoints folder)."""
+        from ..engine.train import TrainConfig
+
+        if workdir == "":
+            workdir = Path(self._run_dir) / "checkpoints" if self._run_dir else None
+        return TrainConfig(
+            epochs=getattr(self, "_epochs", None) or self.epochs,
+            batch_size=self._batch(),
+            seed=self.seed,
+            label_smoothing=self.label_smoothing,
+            l2sp=self.l2sp,
+            patience=self.patience,
+            precision="bf16" if self.precision == "bf16" else "fp32",
+            device=self.device,
+            augment=self.augment,
+            workers=self.workers if self.workers is not None else 1,
+            workdir=workdir,
+            resume=self._resume and workdir is not None,
+            progress=self.verbose if progress is None else progress,
+            deadline=self._training_deadline(),
+        )
 
     # -- predict ------------------------------------------------------------------------------
 

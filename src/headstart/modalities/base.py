@@ -78,6 +78,11 @@ class Modality:
     control_strategy: ClassVar[str] = ""  # the no-backbone strategy that is its control
     # labelled items from which `auto` fine-tunes every layer on a GPU (None: it never does)
     fine_tune_rows: ClassVar[int | None] = None
+    # what `auto` may train here, by regime of the data (see auto/plan.py): "few" labels (at
+    # most 64 in the smallest class), "more" (over 64), "many" (at least 20 in the smallest
+    # class and auto_train_rows in all) -> (expected accuracy points over the probe, why)
+    auto_gains: ClassVar[dict[tuple[str, str], tuple[float, str]]] = {}
+    auto_train_rows: ClassVar[int] = 0
     batch_size: ClassVar[int] = 32  # extraction batch default
     min_train_rows: ClassVar[int] = 1  # fewest readable rows a training batch may have
     # decoding finds unreadable items (so they are found before training, not during it)

@@ -21,6 +21,16 @@ class TextModality(Modality):
     default_model = "minilm_l6"
     control_strategy = "tfidf"
     fine_tune_rows = 1000  # the standard recipe for text encoders pays from here
+    # measured here (auto/plan.py has the figures): contrastive at 16 per class, mpnet_base on
+    # SST-2, 0.819 -> 0.885 over the probe (5 seeds), 0.838 -> 0.943 on a cross-domain set;
+    # beyond 64 per class not measured (SetFit's paper: level or above): a small prior.
+    # freeze-unfreeze on 2,000 rows: +1.8 with mpnet_base, -1.6 with minilm_l6: a small prior.
+    auto_gains = {
+        ("contrastive", "few"): (6.0, "contrastive tuning beats a probe at few labels (SetFit)"),
+        ("contrastive", "more"): (1.0, "contrastive tuning on pairs of the labelled texts"),
+        ("freeze-unfreeze", "many"): (0.5, "head first, then the encoder"),
+    }
+    auto_train_rows = 1000
     batch_size = 64
     table_columns = ("text", "sentence")
     column_arg = "text_col"

@@ -132,6 +132,13 @@ class Strategy:
         history = run_engine(backbone, head, task, self, train, val, cfg, callbacks=callbacks)
         return backbone, head, history
 
+    def estimate_seconds(self, costs, targets, n_val: int, epochs: int) -> float | None:
+        """This strategy's training time on this machine from measured costs (auto/cost.py);
+        None where it cannot say. Strategies trained by epochs: every batch of every epoch."""
+        if self.frozen:
+            return 0.0
+        return costs.epochs(len(targets), n_val, epochs)
+
     def features(self, backbone, source: Source, extract: Extract) -> Embeddings:
         """The rows the fitted model reads for `source`: the backbone's, through `extract`."""
         return extract(backbone, source)

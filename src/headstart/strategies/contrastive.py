@@ -76,6 +76,7 @@ class Contrastive(Strategy):
         self.iterations, self.max_pairs, self.epochs = iterations, max_pairs, epochs
         self.batch, self.warmup = batch, warmup
         self.info_: dict = {}
+        self.stopped_at_budget = False
 
     def describe(self) -> dict:
         return {
@@ -91,6 +92,11 @@ class Contrastive(Strategy):
         return dict(self.info_)
 
     # -- the Strategy interface ------------------------------------------------------------
+
+    def estimate_seconds(self, costs, targets, n_val: int, epochs: int) -> float | None:
+        """Its own epochs over the pairs, then the training and validation texts embedded."""
+        pairs = make_pairs(np.asarray(targets), self.iterations, self.max_pairs, 0)
+        return self.epochs * costs.pairs(len(pairs), self.batch, len(targets) + n_val)
 
     def fit(self, backbone, head, task, train, val, cfg, *, progress=None):
         """Tune `backbone` on pairs, then fit a linear probe on its new embeddings; the `head`
@@ -128,6 +134,7 @@ class Contrastive(Strategy):
             "positive_pairs": int(pairs[:, 2].sum()),
             "tune_seconds": tuned,
             "probe": probe,
+            **({"stopped_at_budget": True} if self.stopped_at_budget else {}),
         }
         history = [
             {
@@ -162,12 +169,16 @@ class Contrastive(Strategy):
         total = steps_per_epoch * self.epochs
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup(total, self.warmup))
         losses = []
+        self.stopped_at_budget = False
         try:
             with _progress(progress, cfg.progress, total) as advance:
                 for _ in range(self.epochs):
                     order = pairs[generator.permutation(len(pairs))]
-                    loss_sum = 0.0
+                    loss_sum, seen = 0.0, 0
                     for start in range(0, len(order), self.batch):
+                        if cfg.deadline is not None and time.monotonic() >= cfg.deadline:
+                            self.stopped_at_budget = True  # the tuning so far is kept
+                            break
                         chunk = order[start : start + self.batch]
                         # with few examples, pairs share texts: embed each text once per batch
                         texts_in, where = np.unique(chunk[:, :2], return_inverse=True)
@@ -186,8 +197,11 @@ class Contrastive(Strategy):
                         optimizer.step()
                         schedule.step()
                         loss_sum += float(loss.detach()) * len(chunk)
+                        seen += len(chunk)
                         advance(1)
-                    losses.append(loss_sum / len(order))
+                    losses.append(loss_sum / max(seen, 1))
+                    if self.stopped_at_budget:
+                        break
         finally:
             backbone.cpu().eval()
             for param, flag in zip(backbone.parameters(), flags, strict=True):
@@ -288,7 +302,13 @@ class _progress:
     def __enter__(self):
         import os
 
+        from ..progress import line_progress
+
         if self.report is not None:
+            return self._report
+        beat = line_progress("contrastive tuning", "steps", self.show)
+        if beat is not None:  # no terminal: a line now and then
+            self.report = beat
             return self._report
         if not (self.show and sys.stderr.isatty()) or os.environ.get("HEADSTART_NO_PROGRESS"):
             return lambda k: None
