@@ -293,3 +293,19 @@ def test_compare_with_a_budget_puts_auto_beside_the_strategies(tiny_text, tmp_pa
     rows = {row["strategy"]: row for row in result.rows}
     assert set(rows) == {"linear-probe", "auto"} and rows["auto"]["status"] == "ok"
     assert "| budget per fit | 2.0 min |" in (tmp_path / "grid" / "report.md").read_text()
+
+
+def test_cli_fit_with_one_image_per_class_says_there_is_no_validation(
+    tmp_path, monkeypatch, capsys
+):
+    from conftest import write_noise_images
+    from test_layer_scan import run_cli
+
+    write_noise_images(tmp_path / "data" / "a", 1, side=32, seed=0)
+    write_noise_images(tmp_path / "data" / "b", 1, side=32, seed=1)
+    code, out, err = run_cli(
+        monkeypatch, capsys, "fit", tmp_path / "data", "--out", tmp_path / "run", "--device", "cpu"
+    )
+    assert code == 0, err
+    assert "validation: none (a class has a single item" in out
+    assert "model auto ->" in err  # several bundled image models: auto ranks them

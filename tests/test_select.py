@@ -291,3 +291,10 @@ def test_fit_model_auto_records_the_ranking(lfw, tmp_path, capsys, monkeypatch):
     assert ranking[0]["logme"] >= ranking[-1]["logme"]
     assert config["backbone"]["name"] == chosen
     assert f"model auto -> {chosen}" in capsys.readouterr().err
+
+
+def test_h_score_of_two_items_is_finite():
+    """One item per class: Ledoit-Wolf cannot shrink a rank-one covariance into an invertible
+    one, so h_score falls back to the pseudo-inverse (it used to crash `fit` with model auto)."""
+    value = scores.h_score(np.array([[1.0, 0.0, 2.0], [0.0, 1.0, 2.0]]), np.array([0, 1]))
+    assert np.isfinite(value)

@@ -113,7 +113,16 @@ def fit(
         + (f" ({est.strategy_reason_})" if est.strategy_reason_ else ""),
         markup=False,
     )
-    out.print(metrics_line(est.metrics_, "validation"), markup=False)
+    # auto on small data: out-of-fold predictions of every item stand as the validation
+    where = est.fit_info_.get("validation", "validation")
+    if est.metrics_:
+        out.print(metrics_line(est.metrics_, where), markup=False)
+    else:
+        out.print(
+            "validation: none (a class has a single item: nothing to hold out; score the run on "
+            "labelled data with `headstart evaluate RUN DATA`)",
+            markup=False,
+        )
     err.print(f"fit in {est.fit_info_['total_seconds']:.1f} s; wrote {out_dir}", markup=False)
 
 

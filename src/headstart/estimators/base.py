@@ -24,6 +24,7 @@ from ..features.extract import Embeddings, Extractor
 from ..features.speed import DEVICES, PRECISION_CHOICES
 from ..heads import TASKS, Task, detect_task, get_task, task_choices
 from ..modalities import get_modality
+from ..progress import line_progress
 from ..strategies import STRATEGIES, get_strategy
 from ..strategies.base import check_strategy, parse_strategy
 from ..strategies.frozen import LinearProbe
@@ -353,7 +354,8 @@ class TransferEstimator(AutoFit, ClassifierMixin, BaseEstimator):
             workers=self.workers,
             cache=True if cached else None,
         )
-        result = extractor.run(source)
+        what = f"embedding {source.origin or 'the data'}"
+        result = extractor.run(source, line_progress(what, "items", self.verbose))
         self._say_skips(result.skipped[len(source.skipped) :], "decoding")
         if not result.items:
             raise HeadstartError(f"No usable items in {source.origin or 'the data'}.")

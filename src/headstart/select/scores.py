@@ -129,7 +129,10 @@ def h_score(features: np.ndarray, labels: np.ndarray, shrink: bool = True) -> fl
         from sklearn.covariance import ledoit_wolf
 
         cov, _ = ledoit_wolf(f, assume_centered=True)
-        inverse = np.linalg.inv(cov)
+        try:
+            inverse = np.linalg.inv(cov)
+        except np.linalg.LinAlgError:  # no shrinkage on a handful of items: still singular
+            inverse = np.linalg.pinv(cov, hermitian=True)
     else:
         inverse = np.linalg.pinv(f.T @ f / len(f), hermitian=True)
     means = np.zeros((y.max() + 1, f.shape[1]))
