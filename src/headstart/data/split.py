@@ -17,6 +17,14 @@ def _groups(items: list[Item], stratify: bool) -> dict[str, list[int]]:
     return groups
 
 
+def class_counts(items: list[Item]) -> dict[str, int]:
+    """Items per label, labels sorted."""
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item.label] = counts.get(item.label, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def split(
     source: Source, fraction: float, seed: int, stratify: bool = True
 ) -> tuple[Source, Source]:

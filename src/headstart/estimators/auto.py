@@ -12,6 +12,7 @@ import torch
 from ..auto.check import Check, cross_validated, on_validation
 from ..auto.plan import CV_FOLDS, MIN_VAL, Plan, Situation, choose
 from ..data.sources import Source
+from ..data.split import class_counts
 from ..strategies.frozen import LinearProbe
 
 
@@ -69,7 +70,7 @@ class AutoFit:
             task_kind=self.task_.kind,
             one_class_per_item=self.task_.one_class_per_item,
             modality=self.modality,
-            counts=_counts(items),
+            counts=class_counts(items),
             probe_cv=probe_cv,
             device_type=resolve_device(self.device).type,
             n_val=len(val_emb.items) if val_emb is not None else 0,
@@ -248,13 +249,6 @@ class AutoFit:
 def _outputs(task, head, features: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         return task.probabilities(head(torch.from_numpy(features))).numpy()
-
-
-def _counts(items) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for item in items:
-        counts[item.label] = counts.get(item.label, 0) + 1
-    return dict(sorted(counts.items()))
 
 
 def _minutes(seconds: float) -> str:

@@ -17,8 +17,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from ..auto.budget import Deadline, parse_budget
 from ..data.sources import Item, Skip, Source, read_source
+from ..data.split import class_counts, split
 from ..data.split import per_class as take_per_class
-from ..data.split import split
 from ..errors import HeadstartError, check_choice, did_you_mean
 from ..features.extract import Embeddings, Extractor
 from ..features.speed import DEVICES, PRECISION_CHOICES
@@ -240,7 +240,7 @@ class TransferEstimator(AutoFit, ClassifierMixin, BaseEstimator):
             "n_val": len(val_emb.items) if val_emb else 0,
             "fit_seconds": time.perf_counter() - started,
             "train_fingerprint": fingerprint(train_emb.items),
-            "class_counts": _counts(train_emb.items),
+            "class_counts": class_counts(train_emb.items),
             **strategy.fit_info(),  # e.g. lora: adapter_bytes; contrastive: pairs
             **({"model_selection": self.model_selection_} if self.model_selection_ else {}),
             **({"layer_scan": self.layer_scan_} if getattr(self, "layer_scan_", None) else {}),
@@ -723,13 +723,6 @@ def _unembedded(source: Source):
 def _cached_features(emb) -> np.ndarray | None:
     """The pre-trained features read before fitting; None where only the items were kept."""
     return emb.features if emb.features.shape[1] else None
-
-
-def _counts(items: list[Item]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for item in items:
-        counts[item.label] = counts.get(item.label, 0) + 1
-    return dict(sorted(counts.items()))
 
 
 def fingerprint(items: list[Item]) -> str:
