@@ -50,9 +50,10 @@ def run_demo(epochs: int = 10) -> dict:
             markup=False,
         )
         results = {}
+        model = ""  # auto picks it; from-scratch then trains the same network from random weights
         for strategy in ("auto", "from-scratch"):
             start = time.perf_counter()
-            clf = ImageClassifier(strategy=strategy, epochs=epochs, seed=0, verbose=False)
+            clf = ImageClassifier(model, strategy, epochs=epochs, seed=0, verbose=False)
             clf.fit(train, val=val)
             metrics = clf.evaluate(test)
             results[strategy] = (
@@ -60,7 +61,9 @@ def run_demo(epochs: int = 10) -> dict:
                 metrics["accuracy"],
                 time.perf_counter() - start,
                 clf.strategy_reason_,
+                clf.backbone_.name,
             )
+            model = clf.backbone_.name
     return results
 
 
@@ -70,12 +73,12 @@ def demo(epochs: int = 10) -> None:
     from rich.table import Table
 
     table = Table("strategy", "held-out accuracy", "seconds")
-    for name, accuracy, seconds, _ in results.values():
+    for name, accuracy, seconds, *_ in results.values():
         table.add_row(name, f"{accuracy:.3f}", f"{seconds:.1f}")
     out.print(table)
-    chosen, accuracy, _, reason = results["auto"]
+    chosen, accuracy, _, reason, model = results["auto"]
     scratch = results["from-scratch"][1]
-    out.print(f"auto chose {chosen}: {reason}.", markup=False)
+    out.print(f"auto chose {chosen} on {model}: {reason}.", markup=False)
     out.print(
         f"Transfer: {accuracy:.3f} vs {scratch:.3f} from scratch on the same "
         f"{2 * PER_CLASS} labels ({accuracy - scratch:+.3f}).",
