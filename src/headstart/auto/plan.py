@@ -248,6 +248,7 @@ def _with_layer_advice(option: Option, layer_scan) -> Option:
     advice = layer_scan()
     if not advice:
         return option
+    advice = {**advice, "reason": advice["reason"].rstrip(".")}
     if advice["unfreeze"] >= advice["groups"]:
         return replace(option, why=f"{option.why}; layer scan: {advice['reason']}")
     return replace(
@@ -264,7 +265,9 @@ def _reason(s: Situation, best: Option) -> str:
         if s.remaining is not None
         else ""
     )
-    epochs = f", {best.epochs} epochs" if best.epochs and best.epochs < s.epochs else ""
+    epochs = ""
+    if best.epochs and best.epochs < s.epochs:
+        epochs = f", {best.epochs} epoch{'s' if best.epochs > 1 else ''}"
     return (
         f"{best.why}: expected +{best.gain:.1f} points over the probe (cross-validated "
         f"{probe}), estimated {format_seconds(best.seconds)}{epochs}{budget} on this machine; "
