@@ -140,3 +140,27 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def save_tiny_bert(
+    folder: Path, vocab: list[str], intermediate_size: int = 64, max_positions: int = 64
+) -> str:
+    """A 2-layer, 32-wide random BERT with a tokenizer over `vocab`, saved as a Hugging Face
+    folder; returns its `hf:` model name."""
+    import torch
+    import transformers
+
+    # transformers 5 ignores vocab_file=: pass the vocabulary itself
+    tokenizer = transformers.BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)})
+    config = transformers.BertConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=intermediate_size,
+        vocab_size=len(vocab),
+        max_position_embeddings=max_positions,
+    )
+    torch.manual_seed(0)
+    transformers.BertModel(config).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return f"hf:{folder}"

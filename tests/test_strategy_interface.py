@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import save_tiny_bert
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
@@ -116,22 +117,8 @@ WORDS = [
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory) -> str:
-    import transformers
-
     folder = tmp_path_factory.mktemp("tiny_bert_interface")
-    tokenizer = transformers.BertTokenizerFast(vocab={w: i for i, w in enumerate(WORDS)})
-    config = transformers.BertConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        vocab_size=len(WORDS),
-        max_position_embeddings=32,
-    )
-    torch.manual_seed(0)
-    transformers.BertModel(config).eval().save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return f"hf:{folder}"
+    return save_tiny_bert(folder, WORDS, intermediate_size=64, max_positions=32)
 
 
 def toy_data() -> tuple[Task, TrainData]:

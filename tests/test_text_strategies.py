@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import save_tiny_bert
 from safetensors.torch import load_file
 
 from headstart.errors import HeadstartError
@@ -85,23 +86,8 @@ def toy_texts(count: int, seed: int) -> tuple[list[str], list[str]]:
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory) -> str:
     """A 2-layer, 32-wide random BERT with its tokenizer, saved as a Hugging Face folder."""
-    import transformers
-
     folder = tmp_path_factory.mktemp("tiny_bert")
-    # transformers 5 ignores vocab_file=: pass the vocabulary itself
-    tokenizer = transformers.BertTokenizerFast(vocab={w: i for i, w in enumerate(VOCAB)})
-    config = transformers.BertConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        vocab_size=len(VOCAB),
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(0)
-    transformers.BertModel(config).eval().save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return f"hf:{folder}"
+    return save_tiny_bert(folder, VOCAB, intermediate_size=64, max_positions=64)
 
 
 def pretrained_state(name: str) -> dict[str, torch.Tensor]:

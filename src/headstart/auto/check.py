@@ -96,7 +96,7 @@ def cross_validated(
     for number, (train_idx, test_idx) in enumerate(splits, 1):
         head, _ = LinearProbe().fit_head(features[train_idx], targets[train_idx], task, seed)
         probe_out = _put(
-            probe_out, len(targets), test_idx, _probe_outputs(task, head, features[test_idx])
+            probe_out, len(targets), test_idx, head_outputs(task, head, features[test_idx])
         )
         if fit_fold is None:
             continue  # the probe alone: its out-of-fold outputs are the validation
@@ -112,7 +112,8 @@ def cross_validated(
     return Check(trained, probe, len(targets), how, trained_out, probe_out, note)
 
 
-def _probe_outputs(task, head, features: np.ndarray) -> np.ndarray:
+def head_outputs(task, head, features: np.ndarray) -> np.ndarray:
+    """The task's outputs (probabilities) of a fitted head on feature rows."""
     import torch
 
     with torch.no_grad():

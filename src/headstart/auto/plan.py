@@ -111,7 +111,6 @@ def choose(
     if measured is None:
         return Plan("linear-probe", "the cost of training could not be measured here")
     options = [_priced(situation, offer, measured, pairs) for offer in offers]
-    options = [o for o in options if o is not None]
     fitting = [o for o in options if _fits(o, situation)]
     if not fitting:
         reason = _over_budget(situation, options)

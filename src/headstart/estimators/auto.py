@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import torch
 
-from ..auto.check import Check, cross_validated, on_validation
+from ..auto.budget import format_seconds
+from ..auto.check import Check, cross_validated, head_outputs, on_validation
 from ..auto.plan import CV_FOLDS, MIN_VAL, Plan, Situation, choose
 from ..data.sources import Source
 from ..data.split import class_counts
@@ -93,7 +94,7 @@ class AutoFit:
         if plan.long:
             self._say(
                 f"note: {plan.strategy} is estimated to take about "
-                f"{_minutes(plan.seconds)} on this machine (progress lines follow; --budget "
+                f"{format_seconds(plan.seconds)} on this machine (progress lines follow; --budget "
                 "caps it)"
             )
         return plan
@@ -114,8 +115,8 @@ class AutoFit:
         seconds = strategy.estimate_seconds(costs, self.task_.targets(items), n_val, self.epochs)
         if seconds is not None and seconds > LONG_SECONDS:
             self._say(
-                f"note: {strategy.name} is estimated to take about {_minutes(seconds)} on this "
-                "machine (progress lines follow; --budget caps it)"
+                f"note: {strategy.name} is estimated to take about {format_seconds(seconds)} on "
+                "this machine (progress lines follow; --budget caps it)"
             )
 
     def _fit_auto(self, strategy, plan: Plan, probe, train_emb, val_emb):
@@ -131,7 +132,7 @@ class AutoFit:
         return self._cross_checked(strategy, plan, probe, train_emb, val_emb)
 
     def _checked_on_validation(self, strategy, probe, train_emb, val_emb):
-        probe_outputs = _outputs(self.task_, probe, val_emb.features)
+        probe_outputs = head_outputs(self.task_, probe, val_emb.features)
         pretrained = self.backbone_
         self._train(strategy, probe if strategy.head_first else None, train_emb, val_emb)
         self.strategy_ = strategy
@@ -151,7 +152,7 @@ class AutoFit:
         on them, with the validation data where there is some (else its out-of-fold outputs
         stand as the validation)."""
         targets = self.task_.targets(train_emb.items)
-        trains = not strategy.frozen or not strategy.head_first  # anything but the probe
+        trains = bool(plan.check)  # the plan is a trained strategy, not the probe
         folds = min(plan.folds or CV_FOLDS[0], int(np.bincount(targets).min()))
         if folds < 2:  # a class with a single item: nothing to cross-validate
             self._train(strategy, probe if strategy.head_first else None, train_emb, val_emb)
@@ -244,14 +245,3 @@ class AutoFit:
     def _say(self, line: str) -> None:
         if self.verbose:
             print(line, file=sys.stderr, flush=True)
-
-
-def _outputs(task, head, features: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return task.probabilities(head(torch.from_numpy(features))).numpy()
-
-
-def _minutes(seconds: float) -> str:
-    from ..auto.budget import format_seconds
-
-    return format_seconds(seconds)
