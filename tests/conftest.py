@@ -39,10 +39,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="module")
+def module_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("shared_cache")
+
+
 @pytest.fixture(autouse=True)
-def isolated_cache(tmp_path_factory, monkeypatch) -> Path:
-    """Every test gets its own, empty embedding cache and never draws progress bars."""
-    root = tmp_path_factory.mktemp("cache")
+def isolated_cache(request, tmp_path_factory, monkeypatch) -> Path:
+    """Every test gets its own, empty embedding cache and never draws progress bars. A module
+    that sets CACHE_PER_MODULE = True shares one cache among its tests instead (keys are
+    content hashes, so each item is embedded once per module)."""
+    if getattr(request.module, "CACHE_PER_MODULE", False):
+        root = request.getfixturevalue("module_cache")
+    else:
+        root = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("HEADSTART_CACHE", str(root))
     monkeypatch.setenv("HEADSTART_NO_PROGRESS", "1")
     return root

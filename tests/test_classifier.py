@@ -43,18 +43,7 @@ STEM = "model.conv_stem.weight"
 # ---- data --------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("shared_cache")
-
-
-@pytest.fixture(autouse=True)
-def isolated_cache(shared_cache, monkeypatch) -> Path:
-    """Overrides conftest's per-test cache with one for this module: each picture is embedded
-    once. Keys are content hashes, so no test can see another's data by mistake."""
-    monkeypatch.setenv("HEADSTART_CACHE", str(shared_cache))
-    monkeypatch.setenv("HEADSTART_NO_PROGRESS", "1")
-    return shared_cache
+CACHE_PER_MODULE = True  # conftest: one embedding cache for this module
 
 
 @pytest.fixture(scope="session")

@@ -137,17 +137,7 @@ def small_images():
         yield
 
 
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("shared_cache")
-
-
-@pytest.fixture(autouse=True)
-def isolated_cache(shared_cache, monkeypatch) -> Path:
-    """Overrides conftest's per-test cache with one for the module (keys are content hashes)."""
-    monkeypatch.setenv("HEADSTART_CACHE", str(shared_cache))
-    monkeypatch.setenv("HEADSTART_NO_PROGRESS", "1")
-    return shared_cache
+CACHE_PER_MODULE = True  # conftest: one embedding cache for this module
 
 
 def estimator(modality: str):

@@ -82,17 +82,7 @@ PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin"}
 SST2 = Path(__file__).resolve().parents[1].parent / "shared/data/sst2"
 
 
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("shared_cache")
-
-
-@pytest.fixture(autouse=True)
-def isolated_cache(shared_cache, monkeypatch) -> Path:
-    """One cache for this module: each sentence is embedded once."""
-    monkeypatch.setenv("HEADSTART_CACHE", str(shared_cache))
-    monkeypatch.setenv("HEADSTART_NO_PROGRESS", "1")
-    return shared_cache
+CACHE_PER_MODULE = True  # conftest: one embedding cache for this module
 
 
 def write_table(path: Path, texts, labels, sep: str = ",") -> Path:
