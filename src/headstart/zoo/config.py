@@ -52,7 +52,26 @@ class TextPreprocess:
         return _digest(self)
 
 
-Preprocess = ImagePreprocess | TextPreprocess
+@dataclass(frozen=True)
+class AudioPreprocess:
+    """Mono samples at `sample_rate`; clips shorter than `min_seconds` padded with silence on
+    both sides; window embeddings pooled over the clip (`pooling`), then optionally L2-normalised.
+
+    Files longer than `chunk_seconds` are read and embedded chunk by chunk (bounded memory);
+    training reads at most `train_seconds` of a clip (a random crop when augmenting)."""
+
+    sample_rate: int = 16000
+    min_seconds: float = 1.0
+    pooling: Literal["mean", "mean+max"] = "mean+max"
+    normalize: bool = False
+    chunk_seconds: float = 60.0
+    train_seconds: float = 10.0
+
+    def digest(self) -> str:
+        return _digest(self)
+
+
+Preprocess = ImagePreprocess | TextPreprocess | AudioPreprocess
 
 
 @dataclass(frozen=True)
