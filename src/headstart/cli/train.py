@@ -169,7 +169,6 @@ def predict(
     task: Annotated[str | None, typer.Option(help="Check the run's task: " + TASK_HELP)] = None,
 ) -> None:
     """Label and probability for each input; an unreadable input gets an error entry."""
-    from ..data.images import is_image_path
     from ..data.sources import source_from_paths
     from ..modalities import get_modality
 
@@ -191,13 +190,14 @@ def predict(
         )
     files: list[Path] = []
     for path in inputs:
-        if path.is_dir() and not is_image_path(path):
+        if path.is_dir() and not modality.accepts_file(path):
             files += sorted(
                 p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
             )
         else:
             files.append(path)
-    rows = records(est, source_from_paths(files), order=[str(f) for f in files])
+    source = source_from_paths(files, modality=modality.name)
+    rows = records(est, source, order=[str(f) for f in files])
     if as_json:
         out.print_json(json.dumps(rows))
         return

@@ -18,7 +18,6 @@ from ..errors import HeadstartError
 
 ALL = None  # the per-class size that keeps every label
 CONTROL = "from-scratch"
-BASELINES = {"text": "tfidf", "image": "pixels"}  # no-transfer raw-input baselines
 TRANSFER_DEFAULTS = ("linear-probe", "freeze-unfreeze", CONTROL)
 
 
@@ -110,12 +109,12 @@ def strategy_kind(spec: str) -> str:
 
 
 def default_strategies(modality: str) -> list[str]:
-    """linear-probe, freeze-unfreeze, from-scratch and the modality's no-transfer baseline, when
-    that baseline is registered (the image one, `pixels`, may not be in this version)."""
+    """linear-probe, freeze-unfreeze, from-scratch and the modality's no-transfer baseline."""
+    from ..modalities import get_modality
     from ..strategies import STRATEGIES
 
     names = list(TRANSFER_DEFAULTS)
-    baseline = BASELINES.get(modality)
+    baseline = get_modality(modality).control_strategy
     if baseline in STRATEGIES and modality in STRATEGIES[baseline].modalities:
         names.append(baseline)
     return names

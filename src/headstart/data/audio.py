@@ -7,16 +7,16 @@ blocks and resampled as a stream, so memory stays bounded whatever the file's le
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from headstart.data.suffixes import AUDIO_SUFFIXES
 from headstart.errors import UnreadableItem
 
-AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".mp3"})
 MIN_SECONDS = 0.025  # one analysis frame: a shorter clip holds nothing to recognise
 
 
@@ -75,8 +75,10 @@ def stream_audio(path: Path | str, rate: int, chunk_seconds: float) -> Iterator[
 
     info = audio_info(path)
     block = _frames(chunk_seconds, info)
-    resampler = None if info.sample_rate == rate else soxr.ResampleStream(
-        info.sample_rate, rate, 1, dtype="float32"
+    resampler = (
+        None
+        if info.sample_rate == rate
+        else soxr.ResampleStream(info.sample_rate, rate, 1, dtype="float32")
     )
     read = 0
     try:

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageOps
 
+from headstart.data.suffixes import IMAGE_SUFFIXES
 from headstart.errors import UnreadableItem
 from headstart.zoo.config import ImagePreprocess
 
 if TYPE_CHECKING:  # reading a folder's file list must not import torch (cached runs skip it)
     import torch
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
 
 # 8000 x 8000. Checked by us on the declared size, before any pixel is decoded.
 MAX_PIXELS = 64_000_000

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from headstart.data.images import IMAGE_SUFFIXES, is_image_path
 from headstart.errors import HeadstartError, did_you_mean
 
 if TYPE_CHECKING:  # imported where a table is read: an image folder needs no pandas
@@ -109,61 +108,83 @@ def source_from_texts(texts: Sequence[str], labels: Sequence | None = None) -> S
     return Source("text", items, skipped, origin=f"list of {len(texts)} texts")
 
 
-def source_from_paths(paths: Iterable[str | os.PathLike], labels: Sequence | None = None) -> Source:
-    """Image paths given in Python; ids are the paths."""
+def source_from_paths(
+    paths: Iterable[str | os.PathLike], labels: Sequence | None = None, modality: str = "image"
+) -> Source:
+    """File paths given in Python (images, audio clips); ids are the paths."""
     paths = [Path(p) for p in paths]
     given = labels is not None
     labels = _check_labels(labels, len(paths), "paths")
     items, skipped = [], []
     for path, label in zip(paths, labels, strict=True):
         _add_row(items, skipped, str(path), {"path": path}, label, labels_given=given)
-    return Source("image", items, skipped, origin=f"list of {len(paths)} paths")
+    return Source(modality, items, skipped, origin=f"list of {len(paths)} paths")
 
 
 # ---- folders -------------------------------------------------------------------------------
 
 
-def read_image_folder(root: Path) -> Source:
-    """A folder of images, or a folder with one subfolder of images per class."""
+def read_file_folder(root: Path, modality) -> Source:
+    """A folder of files of `modality` (images, audio clips), or a folder with one subfolder of
+    them per class. The modality says which files are its own (`accepts_file`)."""
+    kind = _FileKind(modality.accepts_file, modality.name)
     entries = _visible(root)
-    class_dirs = [e for e in entries if e.is_dir() and not is_image_path(e)]
-    if any(_has_images(d) for d in class_dirs):
-        items, skipped = _read_class_tree(entries, class_dirs)
+    class_dirs = [e for e in entries if e.is_dir() and not kind.accepts(e)]
+    if any(_has_files(d, kind) for d in class_dirs):
+        items, skipped = _read_class_tree(entries, class_dirs, kind)
     else:
-        items, skipped = _read_flat(entries)
+        items, skipped = _read_flat(entries, kind)
     items.sort(key=lambda item: item.id)
-    return Source("image", items, skipped, origin=str(root))
+    return Source(modality.name, items, skipped, origin=str(root))
 
 
-def _read_class_tree(entries: list[Path], class_dirs: list[Path]):
+def count_files(root: Path, accepts, limit: int = 200) -> int:
+    """Files under `root` that `accepts` takes, counted up to `limit` (folder detection)."""
+    count = 0
+    for _dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        count += sum(1 for f in filenames if not f.startswith(".") and accepts(Path(f)))
+        if count >= limit:
+            break
+    return count
+
+
+@dataclass(frozen=True)
+class _FileKind:
+    accepts: object  # Path -> bool
+    noun: str  # "image", "audio"
+
+
+def _read_class_tree(entries: list[Path], class_dirs: list[Path], kind: _FileKind):
     items: list[Item] = []
     skipped: list[Skip] = []
     for class_dir in class_dirs:
-        found, bad = _scan(class_dir, label=class_dir.name)
+        found, bad = _scan(class_dir, class_dir.name, kind)
         if not found:
-            bad.append(Skip(str(class_dir), "empty class folder (no image files)"))
+            bad.append(Skip(str(class_dir), f"empty class folder (no {kind.noun} files)"))
         items += found
         skipped += bad
-    for entry in entries:  # files or image-named folders next to the class folders
+    for entry in entries:  # files or file-named folders next to the class folders
         if entry not in class_dirs:
             reason = "is a directory" if entry.is_dir() else "not inside a class folder"
             skipped.append(Skip(str(entry), reason))
     return items, skipped
 
 
-def _read_flat(entries: list[Path]):
+def _read_flat(entries: list[Path], kind: _FileKind):
     items: list[Item] = []
     skipped: list[Skip] = []
     for entry in entries:
         if entry.is_dir():
-            reason = "is a directory" if is_image_path(entry) else "folder without image files"
+            named_like_one = kind.accepts(entry)
+            reason = "is a directory" if named_like_one else f"folder without {kind.noun} files"
             skipped.append(Skip(str(entry), reason))
         else:
-            _add_file(entry, None, items, skipped)
+            _add_file(entry, None, items, skipped, kind)
     return items, skipped
 
 
-def _scan(folder: Path, label: str):
+def _scan(folder: Path, label: str, kind: _FileKind):
     """All files under `folder`, recursively, as items or skips."""
     items: list[Item] = []
     skipped: list[Skip] = []
@@ -173,30 +194,36 @@ def _scan(folder: Path, label: str):
 
     for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in [d for d in dirnames if is_image_path(d)]:
+        for name in [d for d in dirnames if kind.accepts(Path(d))]:
             skipped.append(Skip(str(Path(dirpath) / name), "is a directory"))
             dirnames.remove(name)
         for name in sorted(f for f in filenames if not f.startswith(".")):
-            _add_file(Path(dirpath) / name, label, items, skipped)
+            _add_file(Path(dirpath) / name, label, items, skipped, kind)
     return items, skipped
 
 
-def _add_file(path: Path, label: str | None, items: list[Item], skipped: list[Skip]) -> None:
-    if is_image_path(path):
+def _add_file(path: Path, label, items: list[Item], skipped: list[Skip], kind: _FileKind) -> None:
+    if kind.accepts(path):
         items.append(Item(str(path), path=path, label=label))
     else:
         suffix = path.suffix.lower() or "none"
-        skipped.append(Skip(str(path), f"not an image file (suffix {suffix})"))
+        skipped.append(
+            Skip(str(path), f"not {_article(kind.noun)} {kind.noun} file (suffix {suffix})")
+        )
+
+
+def _article(noun: str) -> str:
+    return "an" if noun[:1] in "aeiou" else "a"
 
 
 def _visible(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
 
 
-def _has_images(folder: Path) -> bool:
+def _has_files(folder: Path, kind: _FileKind) -> bool:
     for _dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".") and not is_image_path(d)]
-        if any(is_image_path(f) and not f.startswith(".") for f in filenames):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and not kind.accepts(Path(d))]
+        if any(kind.accepts(Path(f)) and not f.startswith(".") for f in filenames):
             return True
     return False
 
@@ -388,6 +415,7 @@ def _from_table(frame, ids, path, asked: dict, label_col) -> Source:
         else _pick_column(path, columns, label_col, (LABEL_COLUMN,), "--label-col")
     )
     modality, content = _content_column(path, columns, asked)
+    modality = _by_file_suffix(modality, [_cell(row) for row in frame[content]])
     items: list[Item] = []
     skipped: list[Skip] = []
     for row_id, row in zip(ids, frame.to_dict("records"), strict=True):
@@ -395,6 +423,15 @@ def _from_table(frame, ids, path, asked: dict, label_col) -> Source:
         row_label = row.get(label) if label else None
         _add_row(items, skipped, row_id, fields, row_label, labels_given=label is not None)
     return Source(modality.name, items, skipped, origin=str(path))
+
+
+def _by_file_suffix(modality, values: list):
+    """Paths in a path column may be images or audio clips: the suffixes decide."""
+    from ..modalities import path_modality
+
+    if not getattr(modality, "accepts_file", None):
+        return modality
+    return path_modality([v for v in values if v], modality)
 
 
 def _content_column(path, columns, asked: dict):
@@ -501,14 +538,13 @@ def _check_labels(labels, count: int, what: str) -> list:
 def _check_not_empty(source: Source, data: str) -> None:
     if source.items:
         return
-    suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
     if source.skipped:
         first = source.skipped[0]
         detail = (
             f"all {len(source.skipped)} entries were skipped (first: {first.id}: {first.reason})"
         )
     else:
-        detail = f"it holds no image files ({suffixes}) and no rows"
+        detail = "it holds no files headstart reads and no rows"
     from ..modalities import accepted_data
 
     raise HeadstartError(f"DATA {data!r} has nothing usable: {detail}. Expected {accepted_data()}.")

@@ -89,3 +89,37 @@ class Collate:
             return None
         targets = torch.stack([target for _, target in rows])
         return self.modality.stack([inputs for inputs, _ in rows]), targets
+
+
+class AudioItems(Dataset):
+    """(mono samples, target) per clip, at most train_seconds long and padded to the backbone's
+    shortest input; None when the file cannot be read. Augmenting: a random crop of long clips,
+    a random place for short ones inside their padding, a random gain of +-6 dB."""
+
+    def __init__(self, items: list[Item], targets: np.ndarray, pre, augment: bool, length: int = 0):
+        self.items, self.targets, self.pre, self.augment = items, targets, pre, augment
+        self.length = length or int(round(pre.min_seconds * pre.sample_rate))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int):
+        from ..data.audio import load_audio
+        from ..modalities.audio import pad_clip
+
+        pre = self.pre
+        try:
+            clip = load_audio(self.items[index].path, pre.sample_rate, 3 * pre.train_seconds)
+        except UnreadableItem:
+            return None
+        limit = int(pre.train_seconds * pre.sample_rate)
+        rng = np.random.default_rng() if self.augment else None
+        if len(clip) > limit:
+            start = int(rng.integers(0, len(clip) - limit + 1)) if rng else 0
+            clip = clip[start : start + limit]
+        offset = None
+        if rng is not None:
+            offset = int(rng.integers(0, max(self.length - len(clip), 0) + 1))
+            clip = clip * np.float32(10 ** (rng.uniform(-6, 6) / 20))
+        clip = pad_clip(clip, self.length, offset).astype(np.float32, copy=False)
+        return clip, torch.as_tensor(self.targets[index])

@@ -1,8 +1,16 @@
 """scikit-learn estimators: fit(X, y) returns self; predict, score, transform, save, load."""
 
+from .audio import AudioClassifier
 from .base import NotFittedError, TransferEstimator
 from .embedder import Embedder
 from .image import ImageClassifier
 from .text import TextClassifier
 
-__all__ = ["Embedder", "ImageClassifier", "NotFittedError", "TextClassifier", "TransferEstimator"]
+__all__ = [
+    "AudioClassifier",
+    "Embedder",
+    "ImageClassifier",
+    "NotFittedError",
+    "TextClassifier",
+    "TransferEstimator",
+]

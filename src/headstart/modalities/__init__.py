@@ -1,6 +1,7 @@
-"""Modalities as objects in a registry (image, text; room for audio): how each kind of data is
+"""Modalities as objects in a registry (image, text, audio): how each kind of data is
 recognised, read, hashed, decoded, batched and prepared for a backbone."""
 
+from .audio import AudioModality
 from .base import (
     MODALITIES,
     Modality,
@@ -8,6 +9,7 @@ from .base import (
     detect_values,
     folder_modality,
     get_modality,
+    path_modality,
     register_modality,
     table_modalities,
 )
@@ -16,6 +18,7 @@ from .text import TextModality
 
 __all__ = [
     "MODALITIES",
+    "AudioModality",
     "ImageModality",
     "Modality",
     "TextModality",
@@ -23,6 +26,7 @@ __all__ = [
     "detect_values",
     "folder_modality",
     "get_modality",
+    "path_modality",
     "register_modality",
     "table_modalities",
 ]

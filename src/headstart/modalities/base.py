@@ -47,16 +47,26 @@ def get_modality(name: str) -> Modality:
 def detect_values(values: Sequence) -> Modality:
     """The modality of values given in Python, judged by the first one (an image path: image)."""
     first = next(iter(values), None)
-    for modality in MODALITIES.values():
+    for modality in sorted(MODALITIES.values(), key=lambda m: m.fallback):
         if first is not None and modality.claims(first):
             return modality
     return next(m for m in MODALITIES.values() if m.fallback)
 
 
 def folder_modality(path: Path) -> Modality:
-    """The modality whose items a folder holds."""
+    """The modality whose files a folder holds the most of (images when it holds none)."""
     readers = [m for m in MODALITIES.values() if m.reads_folders]
-    return next((m for m in readers if m.detects_folder(path)), readers[0])
+    counts = [m.folder_files(path) for m in readers]
+    if not max(counts):
+        return next(m for m in readers if m.folder_default)
+    return readers[counts.index(max(counts))]
+
+
+def path_modality(paths: Sequence, default: Modality) -> Modality:
+    """The file modality that takes the most of `paths` (by suffix), else `default`."""
+    readers = [m for m in MODALITIES.values() if m.reads_folders]
+    counts = [sum(1 for p in paths if m.accepts_file(Path(str(p)))) for m in readers]
+    return readers[counts.index(max(counts))] if max(counts, default=0) else default
 
 
 def table_modalities() -> list[Modality]:
@@ -88,6 +98,7 @@ class Modality:
     # decoding finds unreadable items (so they are found before training, not during it)
     decoding_can_fail: ClassVar[bool] = False
     reads_folders: ClassVar[bool] = False  # a folder of files can hold this data
+    folder_default: ClassVar[bool] = False  # what a folder holding no known files is read as
     folder_forms: ClassVar[tuple[str, ...]] = ()  # how such folders look, for messages
     table_columns: ClassVar[tuple[str, ...]] = ()  # default column names in a table
     column_arg: ClassVar[str] = ""  # read_source's argument naming that column
@@ -122,7 +133,12 @@ class Modality:
         or a table to read."""
         return False
 
-    def detects_folder(self, path: Path) -> bool:
+    def folder_files(self, path: Path) -> int:
+        """How many of its files a folder holds (counted up to a limit): folder detection."""
+        return 0
+
+    def accepts_file(self, path: Path) -> bool:
+        """Whether a file is one of this modality's, by its name."""
         return False
 
     # -- reading

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..data.suffixes import IMAGE_SUFFIXES
 from ..errors import UnreadableItem
 from .base import Modality, register_modality
+from .files import FileModality
 
 if TYPE_CHECKING:  # the zoo imports the modalities: they import it where it is used
     from ..data.sources import Item
@@ -14,7 +15,7 @@ if TYPE_CHECKING:  # the zoo imports the modalities: they import it where it is 
 
 
 @register_modality
-class ImageModality(Modality):
+class ImageModality(FileModality):
     name = "image"
     estimator = "ImageClassifier"
     default_model = "efficientnet_lite0"
@@ -24,72 +25,16 @@ class ImageModality(Modality):
     auto_gains = {("freeze-unfreeze", "many"): (0.3, "head first, then the backbone")}
     batch_size = 32
     min_train_rows = 2  # BatchNorm cannot normalise a single example
-    decoding_can_fail = True
-    reads_folders = True
+    suffixes = IMAGE_SUFFIXES
+    folder_default = True  # its readers then say which files are not images
     folder_forms = ("a folder of images", "a folder with one subfolder of images per class")
     table_columns = ("path", "filepath", "file", "image")
-    column_arg = "path_col"
-    column_hint = "a path column with --path-col"
 
     @property
     def preprocess_type(self) -> type:
         from ..zoo.config import ImagePreprocess
 
         return ImagePreprocess
-
-    # -- recognising
-
-    def claims(self, value: Any) -> bool:
-        from ..data.images import is_image_path
-
-        path = Path(str(value))
-        return path.is_file() and is_image_path(path)
-
-    def is_one_input(self, data: str | Path) -> bool:
-        return self.claims(data)
-
-    def detects_folder(self, path: Path) -> bool:
-        return path.is_dir()
-
-    # -- reading (the readers stay in data.sources)
-
-    def read_folder(self, path: Path):
-        from ..data.sources import read_image_folder
-
-        return read_image_folder(path)
-
-    def table_row(self, row_id: str, value: str | None, folder: Path) -> tuple[str, dict]:
-        if value is None or not value.strip():
-            return row_id, {"path": None}
-        image = Path(value.strip()).expanduser()
-        image = image if image.is_absolute() else folder / image
-        return str(image), {"path": image}
-
-    def source_from_values(self, values, labels=None):
-        from ..data.sources import source_from_paths
-
-        return source_from_paths(values, labels)
-
-    def input_id(self, value: Any, position: int) -> str:
-        return str(Path(value))
-
-    def value_of(self, item: Item) -> Path | None:
-        return item.path
-
-    # -- the model's input
-
-    def content_hash(self, item: Item) -> str:
-        from ..features.cache import content_hash_file
-
-        path = item.path
-        try:
-            if path.is_dir():
-                raise UnreadableItem("is a directory")
-            return content_hash_file(path)
-        except FileNotFoundError:
-            raise UnreadableItem("file not found") from None
-        except OSError as err:
-            raise UnreadableItem(f"cannot read ({err.strerror or err})") from None
 
     def decode(self, item: Item, preprocess: ImagePreprocess):
         """uint8 (3, H, W), resized and centre-cropped; normalised per batch later."""

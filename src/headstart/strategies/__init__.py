@@ -3,7 +3,7 @@
 A strategy decides what trains and at which learning rate, epoch by epoch, and how its trained
 part is saved and restored. Frozen strategies (linear-probe, mlp-head) never touch the backbone:
 they fit a head on cached features. Text-only strategies (lora, contrastive) run their own
-training loop in fit(). tfidf and pixels carry a no-transfer featuriser instead of a backbone.
+training loop in fit(). tfidf, pixels and mfcc carry a no-transfer featuriser instead of a backbone.
 """
 
 from .base import STRATEGIES, Strategy, applicable, get_strategy, refusal
@@ -16,6 +16,7 @@ from .classic import TfidfLogistic
 from .contrastive import Contrastive
 from .featurised import FeaturiserStrategy
 from .lora import LoRA
+from .mfcc import MFCCLogistic
 from .pixels import PixelsLogistic
 
 __all__ = [
@@ -35,4 +36,5 @@ __all__ = [
     "Contrastive",
     "TfidfLogistic",
     "PixelsLogistic",
+    "MFCCLogistic",
 ]

