@@ -41,7 +41,9 @@ def fit(
     ],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")],
     val: Annotated[Path | None, typer.Option(help="Validation data (else a split).")] = None,
-    val_fraction: Annotated[float, typer.Option(help="Validation share when no --val.")] = 0.2,
+    val_fraction: Annotated[
+        float, typer.Option(help="Validation share when no --val (0: train on everything).")
+    ] = 0.2,
     model: Annotated[
         str,
         typer.Option(help="Backbone (default: by modality); auto: rank the bundled ones first."),

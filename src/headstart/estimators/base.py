@@ -339,8 +339,8 @@ class TransferEstimator(AutoFit, ClassifierMixin, BaseEstimator):
                 kind = detect_task([i.label for i in train.items])
             stratify = TASKS[kind].stratify
             kept = take_per_class(train, self.per_class, self.seed) if self.per_class else train
-            if not self._holds_out(len(kept.items)):
-                return kept, None  # auto on small data cross-validates instead
+            if not self.val_fraction or not self._holds_out(len(kept.items)):
+                return kept, None  # asked for no hold-out, or auto cross-validates instead
             train, val_src = split(train, self.val_fraction, self.seed, stratify=stratify)
         if self.per_class:
             train = take_per_class(train, self.per_class, self.seed)

@@ -61,7 +61,7 @@ class AudioPreprocess:
     training reads at most `train_seconds` of a clip (a random crop when augmenting)."""
 
     sample_rate: int = 16000
-    min_seconds: float = 1.0
+    min_seconds: float = 1.5
     pooling: Literal["mean", "mean+max"] = "mean+max"
     normalize: bool = False
     chunk_seconds: float = 60.0

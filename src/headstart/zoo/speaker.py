@@ -103,18 +103,17 @@ def padded_lengths(lengths: torch.Tensor) -> torch.Tensor:
 
 
 def reflect_padded(audio: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """(B, max(lengths) + N_FFT): each row's first `lengths` samples with N_FFT // 2 reflected
-    samples on each side (np.pad mode='reflect', librosa's centring), zeros after."""
+    """(B, max(lengths) + N_FFT): each row's first `lengths` samples (zeros past the clip's own
+    end) with N_FFT // 2 reflected samples on each side, as np.pad(mode="reflect") in librosa's
+    centring; zeros after. Every length is at least one partial (25,600 samples)."""
     half = N_FFT // 2
-    width = int(lengths.max()) + N_FFT
-    positions = torch.arange(width, device=audio.device)[None, :]
-    last = (lengths - 1)[:, None]
-    index = (positions - half).abs()
-    index = torch.where(index > last, 2 * last - index, index)
-    inside = positions < lengths[:, None] + N_FFT
-    source = F.pad(audio, (0, max(0, width - audio.shape[1])))
-    gathered = source.gather(1, index.clamp(min=0, max=source.shape[1] - 1))
-    return gathered * inside
+    longest = int(lengths.max())
+    audio = F.pad(audio, (0, max(0, longest - audio.shape[1])))[:, :longest]
+    offsets = torch.arange(half, device=audio.device)[None, :]
+    left = audio[:, 1 : half + 1].flip(1)
+    right = audio.gather(1, lengths[:, None] - 2 - offsets)
+    body = torch.cat([left, audio, audio.new_zeros(audio.shape[0], half)], dim=1)
+    return body.scatter(1, lengths[:, None] + half + offsets, right)
 
 
 # ---- the network -----------------------------------------------------------------------------
