@@ -29,6 +29,7 @@ from headstart.zoo import weights as zoo_weights
 from headstart.zoo.entry import locate_weights
 
 BUNDLED = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "minilm_l6"]
+BUNDLED += ["speech_embedding"]
 DYNAMIC = ["timm:resnet18", "timm:vit_tiny_patch16_224", "timm:convnext_atto"]
 CONTRACT = registered_names() + DYNAMIC
 
@@ -72,9 +73,21 @@ def text_batch(vocab_size: int, n: int = 2, length: int = TEXT_LENGTH, seed: int
     return {"input_ids": ids, "attention_mask": mask}
 
 
+def audio_batch(backbone, n: int = 2, seed: int = 0) -> dict:
+    """Clips of 1 s and of the backbone's shortest input: the second row is padded."""
+    gen = torch.Generator().manual_seed(seed)
+    length = max(backbone.min_samples(), backbone.preprocess.sample_rate)
+    lengths = torch.tensor([length, backbone.min_samples()][:n])
+    audio = 0.1 * torch.randn(n, length, generator=gen)
+    audio[1, lengths[1] :] = 0
+    return {"audio": audio, "lengths": lengths}
+
+
 def tiny_batch(name: str, entry, backbone):
     if entry.modality == "image":
         return image_batch(IMAGE_SIDE.get(name, DEFAULT_SIDE))
+    if entry.modality == "audio":
+        return audio_batch(backbone)
     return text_batch(backbone.model.config.vocab_size)
 
 
@@ -247,7 +260,7 @@ def test_groups_run_from_input_to_output(random_init):
     if entry.modality == "image":
         stem = backbone.model.pretrained_cfg["first_conv"] + ".weight"
         assert stem in groups[0].modules, f"{stem} not in {groups[0].modules}"
-    else:
+    elif entry.modality == "text":
         embeddings = backbone.model.get_input_embeddings().weight
         assert any(p is embeddings for p in groups[0].params)
 
@@ -260,6 +273,10 @@ def test_forward_features_are_unpooled_and_forward_pools_them(random_init):
     if entry.modality == "image":
         # timm's final feature map: (B, C, H, W), or (B, tokens, D) for a vision transformer
         assert features.dim() in (3, 4) and features.shape[0] == 2
+    elif entry.modality == "audio":
+        # one embedding per analysis window: (B, windows, D), as many windows as the longest clip
+        windows = int(backbone.window_counts(batch["lengths"]).max())
+        assert features.dim() == 3 and features.shape[:2] == (2, windows)
     else:
         assert features.shape == (2, TEXT_LENGTH, entry.cfg.feature_dim)
     assert pooled.shape == (2, entry.cfg.feature_dim)
@@ -308,7 +325,8 @@ def test_contract_covers_every_registered_name():
     hub_only = {"vgg16", "resnet50", "inception_v3", "mobilenet_v3"}
     hub_only |= {"bert-base-uncased", "gpt2", "t5-small"}
     assert hub_only <= set(registered_names())
-    assert set(registered_names("image")) | set(registered_names("text")) == set(registered_names())
+    by_modality = [set(registered_names(m)) for m in ("image", "text", "audio")]
+    assert set().union(*by_modality) == set(registered_names())
 
 
 # ---- 2. the listing -----------------------------------------------------------------------------

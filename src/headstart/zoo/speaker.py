@@ -8,8 +8,8 @@ out of the wheel, and the front end below replaces librosa:
 - each clip's volume is raised (never lowered) to -30 dBFS, measured over its own samples;
 - librosa.feature.melspectrogram(sr=16000, n_fft=400, hop_length=160, n_mels=40): a periodic
   Hann window, centred frames, a power spectrum, Slaney's mel scale and area normalisation. The
-  centring pads by reflection, as librosa did before 0.10 (when the weights were trained; 0.10
-  switched to zeros, which only changes the two frames at each end);
+  centring pads by reflection, as librosa did up to 0.8 when the weights were trained (0.9 and
+  later pad with zeros: the two frames at each end differ, embeddings by up to ~0.03);
 - embed_utterance's partials: 160-frame windows (1.6 s) every 77 frames (1.3 per second), the
   last kept when it covers at least 75 % of its window, and always at least one: a short clip is
   padded with zeros, after its volume was set, to fill its window.
