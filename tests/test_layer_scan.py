@@ -102,6 +102,11 @@ def test_layer_scan_on_every_registered_architecture(name, tmp_path, monkeypatch
         source, model = read_source(image_folder(tmp_path / "pictures")), name
         with torch.device("meta"):  # the groups only: no weights, no time
             groups = len(entry.build(pretrained=False).groups())
+    elif entry.modality == "audio":
+        from audio_files import tone_folder
+
+        source, model = read_source(tone_folder(tmp_path / "clips", per_class=3)), name
+        groups = len(entry.build(pretrained=False).groups())
     else:
         model = tiny_text_folder(tmp_path / "model", entry.architecture)
         source = read_source(write_texts(tmp_path / "texts.csv", 10))

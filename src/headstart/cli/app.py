@@ -118,14 +118,19 @@ def fetch(
 @app.command()
 def embed(
     data: Annotated[
-        Path, typer.Argument(help="Image folder, CSV with a path column, or text table.")
+        Path,
+        typer.Argument(
+            help="Folder of images or audio clips, table with a path column, or text table."
+        ),
     ],
     out_file: Annotated[Path, typer.Option("--out", "-o", help="Output .npz file.")],
     model: Annotated[str, typer.Option(help="Backbone name (default: by modality).")] = "",
     weights: Annotated[Path | None, typer.Option(help="Local weights file for the model.")] = None,
     text_col: Annotated[str | None, typer.Option(help="Text column of a table.")] = None,
     label_col: Annotated[str | None, typer.Option(help="Label column of a table.")] = None,
-    path_col: Annotated[str | None, typer.Option(help="Path column of an image table.")] = None,
+    path_col: Annotated[
+        str | None, typer.Option(help="Path column of an image or audio table.")
+    ] = None,
     batch_size: Annotated[int | None, typer.Option(min=1)] = None,
     workers: Annotated[int | None, typer.Option(min=0, help="Decoding processes.")] = None,
     precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",

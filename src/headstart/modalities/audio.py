@@ -71,6 +71,7 @@ class AudioModality(FileModality):
     def embed(self, extractor, todo, keys, progress):
         from ..data.audio import audio_info
         from ..data.sources import Skip
+        from ..zoo.audio import AudioBackbone
         from ..zoo.entry import materialize
 
         backbone = materialize(extractor.backbone)
@@ -94,8 +95,12 @@ class AudioModality(FileModality):
         for index in (i for i in seconds if seconds[i] > chunk):
             item = todo[index]
             try:
-                vec = _embed_long(extractor, model, item)
-                _keep(extractor, new, [keys[item.id]], {item.id: vec})
+                if isinstance(model, AudioBackbone):
+                    vecs = {item.id: _embed_long(extractor, model, item)}
+                else:  # a layer tap pools each cut itself: it reads the first chunk
+                    vecs, bad = _embed_clips(extractor, model, [item], chunk)
+                    failed += bad
+                _keep(extractor, new, [keys[item.id]] if vecs else [], vecs)
             except UnreadableItem as err:
                 failed.append(Skip(item.id, str(err)))
             done += 1
@@ -159,8 +164,8 @@ def _batches(order: list[int], seconds: dict, batch_size: int):
         yield batch
 
 
-def _embed_clips(extractor, model: AudioBackbone, items: list[Item]):
-    """({item id: pooled vector}, skips) for clips decoded whole."""
+def _embed_clips(extractor, model: AudioBackbone, items: list[Item], seconds=None):
+    """({item id: pooled vector}, skips) for clips decoded whole (or their first `seconds`)."""
     from ..data.audio import load_audio
     from ..data.sources import Skip
 
@@ -168,7 +173,7 @@ def _embed_clips(extractor, model: AudioBackbone, items: list[Item]):
     clips, kept, failed = [], [], []
     for item in items:
         try:
-            clips.append(pad_clip(load_audio(item.path, pre.sample_rate), length))
+            clips.append(pad_clip(load_audio(item.path, pre.sample_rate, seconds), length))
             kept.append(item.id)
         except UnreadableItem as err:
             failed.append(Skip(item.id, str(err)))

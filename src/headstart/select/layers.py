@@ -80,6 +80,10 @@ class LayerTap(nn.Module):
     def tokenizer(self):
         return self.inner.tokenizer
 
+    # audio extraction asks the backbone for this
+    def min_samples(self) -> int:
+        return self.inner.min_samples()
+
 
 class LayerExtractor(Extractor):
     @property

@@ -121,6 +121,17 @@ class SpeechEmbeddingNet(nn.Module):
             self.stages.append(convs)
         self.pools = [pool for _pairs, pool in STAGES]
         self.out = nn.Conv2d(96, 96, (3, 1), bias=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """He initialisation for leaky ReLU: the pre-trained net folded its BatchNorms into the
+        convolutions, so nothing renormalises, and torch's default init shrank the signal to
+        nothing by the last layer (a from-scratch run then never left chance)."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, a=0.2, nonlinearity="leaky_relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def forward_stages(self, mel: torch.Tensor) -> list[torch.Tensor]:
         x = F.pad(mel.unsqueeze(1), (1, 1))  # (B, 1, T, 34): one padded band on each side
@@ -201,12 +212,7 @@ def onnx_tensors(path: Path) -> tuple[dict[str, np.ndarray], list]:
 
 def speech_embedding_state(mel_path: Path, embedding_path: Path) -> dict[str, torch.Tensor]:
     """The re-implementation's state dict, read off the two ONNX files in node order."""
-    inits, _ = onnx_tensors(mel_path)
-    state = {
-        "frontend.stft_real": inits["0.stft.conv_real.weight"],
-        "frontend.stft_imag": inits["0.stft.conv_imag.weight"],
-        "frontend.mel": inits["1.melW"],
-    }
+    state = {f"frontend.{k}": v for k, v in frontend_state(mel_path).items()}
     inits, nodes = onnx_tensors(embedding_path)
     convs = [[inits[i] for i in n.input[1:]] for n in nodes if n.op_type == "Conv"]
     (bn,) = [[inits[i] for i in n.input[1:]] for n in nodes if n.op_type == "BatchNormalization"]
@@ -224,7 +230,18 @@ def speech_embedding_state(mel_path: Path, embedding_path: Path) -> dict[str, to
             state[f"net.{names[id(module)]}.bias"] = tensors[1]
     for key, value in zip(("weight", "bias", "running_mean", "running_var"), bn, strict=True):
         state[f"net.stem_bn.{key}"] = value
-    return {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in state.items()}
+    return {k: torch.as_tensor(np.array(v, dtype=np.float32)) for k, v in state.items()}
+
+
+def frontend_state(mel_path: Path) -> dict[str, torch.Tensor]:
+    """The STFT kernels and mel matrix of melspectrogram.onnx."""
+    inits, _ = onnx_tensors(mel_path)
+    found = {
+        "stft_real": inits["0.stft.conv_real.weight"],
+        "stft_imag": inits["0.stft.conv_imag.weight"],
+        "mel": inits["1.melW"],
+    }
+    return {k: torch.as_tensor(np.array(v, dtype=np.float32)) for k, v in found.items()}
 
 
 # ---- building --------------------------------------------------------------------------------
@@ -238,17 +255,19 @@ def build_speech_embedding(entry, weights_file: Path | None, pretrained: bool):
     from .weights import load_state_dict, sha256_file
 
     backbone = SpeechEmbeddingBackbone(entry.name, entry.cfg, "random-init")
+    embedding = locate_weights(entry.cfg.weights)
+    if embedding is not None:  # the front end is signal processing, not learned: always kept
+        mel = embedding.with_name(MEL_FILE)
+        check_sha256(mel, entry.cfg.extra["mel_sha256"])
+        backbone.frontend.load_state_dict(frontend_state(mel))
     if weights_file is not None:
         state, backbone.weight_id = load_state_dict(weights_file), sha256_file(weights_file)
     elif pretrained:
-        embedding = locate_weights(entry.cfg.weights)
         if embedding is None:
             raise HeadstartError(
                 f"The weights of {entry.name!r} come with the package openwakeword==0.4.0, which "
                 "is not installed: pip install openwakeword==0.4.0 (a dependency of headstart)."
             )
-        mel = embedding.with_name(MEL_FILE)
-        check_sha256(mel, entry.cfg.extra["mel_sha256"])
         check_sha256(embedding, entry.cfg.weights.sha256)
         state, backbone.weight_id = speech_embedding_state(mel, embedding), entry.cfg.weights.sha256
     else:
