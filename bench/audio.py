@@ -84,9 +84,8 @@ def digits(args, rows) -> None:
     pool = [r for r in rows if r["index"] >= 5]
     test = source([r for r in rows if r["index"] < 5], "digit")
     print("\n## Digits: K clips per digit, test on the 300 standard test clips")
-    print(
-        "| clips/digit | draws | speech_embedding linear-probe | mfcc (no transfer) | from-scratch CNN |"
-    )
+    columns = "speech_embedding linear-probe | mfcc (no transfer) | from-scratch CNN"
+    print(f"| clips/digit | draws | {columns} |")
     print("|---|---|---|---|---|")
     for k in args.sizes:
         draws = 1 if k is None else args.seeds
