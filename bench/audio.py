@@ -34,6 +34,7 @@ import numpy as np
 from common import DATA
 
 FSDD = DATA / "fsdd" / "recordings"
+HEADSTART = str(Path(sys.executable).with_name("headstart"))  # the installed command
 SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
 
 
@@ -156,7 +157,7 @@ def rank(args, rows, scratch: Path) -> None:
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(r["path"])
     print("\n## `headstart rank` on 10 clips per digit\n```")
-    command = [sys.executable, "-m", "headstart.cli", "rank", str(folder)]
+    command = [HEADSTART, "rank", str(folder)]
     done = subprocess.run(command, capture_output=True, text=True)
     print((done.stdout + done.stderr).strip())
     print("```")
@@ -193,7 +194,7 @@ def speed(args, rows, scratch: Path) -> None:
 
 
 def _embed(folder: Path, out: Path, env: dict) -> None:
-    command = [sys.executable, "-m", "headstart.cli", "embed", str(folder), "-o", str(out)]
+    command = [HEADSTART, "embed", str(folder), "-o", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         sys.exit(f"embed failed: {done.stderr[-2000:]}")

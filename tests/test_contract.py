@@ -91,7 +91,22 @@ def write_texts(folder: Path, labels: list[tuple[int, str]]) -> Path:
     return folder / "texts.csv"
 
 
-DATA = {"image": write_images, "text": write_texts}  # modality -> writer(folder, labels)
+def write_audio(folder: Path, labels: list[tuple[int, str]]) -> Path:
+    """Tones (a low one, a high one, or both for kind 2) as WAVs, and labels.csv naming them."""
+    from audio_files import tone, write_wav
+
+    rows = ["path,label"]
+    for index, (kind, label) in enumerate(labels):
+        parts = [[300.0], [1500.0], [300.0, 1500.0]][kind]
+        clip = sum(tone(f * (1 + 0.02 * index), 0.3, seed=index) for f in parts)
+        write_wav(folder / f"{index:02d}.wav", clip)
+        rows.append(f"{index:02d}.wav,{label}")
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    return folder / "labels.csv"
+
+
+# modality -> writer(folder, labels)
+DATA = {"image": write_images, "text": write_texts, "audio": write_audio}
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +169,7 @@ def items_of(table: Path, modality: str) -> list:
 
     with table.open() as handle:
         rows = list(csv.DictReader(handle))
-    if modality == "image":
+    if "path" in rows[0]:  # image or audio files
         return [str(table.parent / row["path"]) for row in rows]
     return [row["text"] for row in rows]
 

@@ -236,7 +236,25 @@ def test_pixels_featuriser_round_trips_and_standardises(tmp_path):
         load_featuriser(tmp_path / "saved", "pixels")
     with pytest.raises(HeadstartError, match="between 4 and 128"):
         get_featuriser("pixels", side=2)
-    assert set(FEATURISERS) == {"tfidf", "pixels"}
+    assert set(FEATURISERS) == {"tfidf", "pixels", "mfcc"}
+
+
+def test_mfcc_featuriser_round_trips_and_standardises(tmp_path):
+    from audio_files import tone, write_wav
+
+    paths = [write_wav(tmp_path / f"{i}.wav", tone(200 + 150 * i, 0.4, seed=i)) for i in range(5)]
+    raw = get_featuriser("mfcc", standardise=False).fit(paths).transform(paths)
+    assert raw.shape == (5, 80) and np.isfinite(raw).all()
+    mfcc = get_featuriser("mfcc", coefficients=13).fit(paths)
+    rows = mfcc.transform(paths)
+    assert rows.shape == (5, 52)
+    np.testing.assert_allclose(rows.mean(axis=0), 0.0, atol=1e-9)
+    mfcc.save(tmp_path / "saved")
+    loaded = load_featuriser(tmp_path / "saved", "mfcc")
+    np.testing.assert_array_equal(loaded.transform(paths), rows)
+    (tmp_path / "bad.wav").write_text("not audio")
+    with pytest.raises(HeadstartError, match="bad.wav.*not a readable audio file"):
+        mfcc.transform([tmp_path / "bad.wav"])
 
 
 def test_a_pixels_run_saved_before_the_featurisers_still_loads(tmp_path):

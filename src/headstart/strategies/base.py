@@ -12,7 +12,7 @@ What it needs (plain class attributes, every strategy has them):
   head_first      fit() starts from that probe: the estimator passes it as `head`
   frozen          the backbone is never changed: the features the model reads are the cached ones
   keep_norm_statistics  BatchNorm keeps its pre-trained statistics while the backbone trains
-  modalities      the modalities it applies to (modality_hint: said when used with another)
+  modalities      the modalities it applies to
   tasks           the task names it applies to; None: every registered task (task_hint: said
                   when used with another). `refusal(spec, modality, task)` reads both, before
                   any work, and says in one line why a combination cannot run and what can.
@@ -81,7 +81,6 @@ class Strategy:
     keep_norm_statistics: ClassVar[bool] = True
     summary: ClassVar[str] = ""
     modalities: ClassVar[tuple[str, ...]] = ("image", "text", "audio")  # backbones it applies to
-    modality_hint: ClassVar[str] = ""  # said when used with another modality
     tasks: ClassVar[tuple[str, ...] | None] = None  # task names it applies to; None: all
     task_hint: ClassVar[str] = ""  # why, said when used with another task
     # options given as "name:key=value,...": {key: type}; aliases map other spellings to keys
@@ -293,10 +292,13 @@ def refusal(spec: str, modality: str, task: str = "auto") -> str | None:
     if cls is None:
         return None
     if not _takes_modality(cls, modality):
-        hint = f" {cls.modality_hint}" if cls.modality_hint else ""
+        from ..modalities import get_modality
+
+        kind = get_modality(modality)
         return (
             f"Strategy {name!r} applies to {'/'.join(cls.modalities)} backbones, not "
-            f"{modality}.{hint}"
+            f"{modality}. For {kind.plural} use one of: {', '.join(applicable(modality, 'auto'))} "
+            f"(the no-transfer control: {kind.control_strategy})."
         )
     if not _takes_task(cls, task):
         hint = f" ({cls.task_hint})" if cls.task_hint else ""

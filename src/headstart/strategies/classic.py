@@ -20,7 +20,6 @@ class TfidfLogistic(FeaturiserStrategy):
     name = "tfidf"
     summary = "TF-IDF + logistic regression, no backbone: the control a text user should always see"
     modalities = ("text",)
-    modality_hint = "TF-IDF reads words; for images use linear-probe as the quick control."
     info_key = "terms"
 
     def new_featuriser(self) -> TfidfFeaturiser:

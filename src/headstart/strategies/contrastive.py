@@ -29,14 +29,11 @@ from ..zoo.backbone import Backbone
 from .base import Strategy
 from .lora import check_text
 
-IMAGE_HINT = "Contrastive tuning applies to text transformers; for images use freeze-unfreeze."
-
 
 class Contrastive(Strategy):
     name = "contrastive"
     summary = "SetFit: tune the encoder on same/different-label pairs, then a linear probe"
     modalities = ("text",)
-    modality_hint = IMAGE_HINT
     tasks = ("classification",)
     task_hint = "single-label classification: pairs of texts share a class or not"
     default_lr = 2e-5

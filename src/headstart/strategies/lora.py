@@ -24,14 +24,12 @@ from .base import Strategy
 ADAPTER_PREFIX = "adapter."  # run weights: adapter.<encoder key> next to head.*
 # query/value projections by name, per architecture family (the LoRA paper's choice)
 QUERY_VALUE = (("query", "value"), ("q_proj", "v_proj"), ("q_lin", "v_lin"), ("q", "v"))
-IMAGE_HINT = "LoRA applies to text transformers; for images use freeze-unfreeze."
 
 
 class LoRA(Strategy):
     name = "lora"
     summary = "low-rank adapters on the encoder's attention (query/value); adapters + head train"
     modalities = ("text",)
-    modality_hint = IMAGE_HINT
     head_first = True  # adapters start at zero: the probe head is the right starting point
     default_lr = 5e-4
     options: ClassVar[dict[str, type]] = {

@@ -21,7 +21,6 @@ class MFCCLogistic(FeaturiserStrategy):
         "transfer pays on these clips"
     )
     modalities = ("audio",)
-    modality_hint = "For images the no-backbone control is pixels; for texts, tfidf."
     options: ClassVar[dict[str, type]] = {"coefficients": int}
     aliases: ClassVar[dict[str, str]] = {"n_mfcc": "coefficients"}
     example = "mfcc:coefficients=13"

@@ -21,7 +21,6 @@ class PixelsLogistic(FeaturiserStrategy):
         "whether transfer pays on these images"
     )
     modalities = ("image",)
-    modality_hint = "For texts the no-backbone control is tfidf."
     options: ClassVar[dict[str, type]] = {"side": int, "grey": bool}
     aliases: ClassVar[dict[str, str]] = {"size": "side", "gray": "grey"}
     example = "pixels:side=32,grey=true"

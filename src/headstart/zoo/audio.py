@@ -212,13 +212,13 @@ def onnx_tensors(path: Path) -> tuple[dict[str, np.ndarray], list]:
 
 def speech_embedding_state(mel_path: Path, embedding_path: Path) -> dict[str, torch.Tensor]:
     """The re-implementation's state dict, read off the two ONNX files in node order."""
-    state = {f"frontend.{k}": v for k, v in frontend_state(mel_path).items()}
     inits, nodes = onnx_tensors(embedding_path)
     convs = [[inits[i] for i in n.input[1:]] for n in nodes if n.op_type == "Conv"]
     (bn,) = [[inits[i] for i in n.input[1:]] for n in nodes if n.op_type == "BatchNormalization"]
     net = SpeechEmbeddingNet()
     targets = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
     names = {id(m): n for n, m in net.named_modules()}
+    state = {}
     if len(convs) != len(targets):
         raise HeadstartError(
             f"'{embedding_path}' has {len(convs)} convolutions; {len(targets)} expected. "
@@ -230,7 +230,8 @@ def speech_embedding_state(mel_path: Path, embedding_path: Path) -> dict[str, to
             state[f"net.{names[id(module)]}.bias"] = tensors[1]
     for key, value in zip(("weight", "bias", "running_mean", "running_var"), bn, strict=True):
         state[f"net.stem_bn.{key}"] = value
-    return {k: torch.as_tensor(np.array(v, dtype=np.float32)) for k, v in state.items()}
+    state = {k: torch.as_tensor(np.array(v, dtype=np.float32)) for k, v in state.items()}
+    return {**{f"frontend.{k}": v for k, v in frontend_state(mel_path).items()}, **state}
 
 
 def frontend_state(mel_path: Path) -> dict[str, torch.Tensor]:
