@@ -55,11 +55,14 @@ def audio_info(path: Path | str) -> AudioInfo:
     return found
 
 
-def load_audio(path: Path | str, rate: int, max_seconds: float | None = None) -> np.ndarray:
-    """Mono float32 samples at `rate`; at most `max_seconds` of them (from the start)."""
+def load_audio(
+    path: Path | str, rate: int, max_seconds: float | None = None, info: AudioInfo | None = None
+) -> np.ndarray:
+    """Mono float32 samples at `rate`; at most `max_seconds` of them (from the start). `info`:
+    the file's header, when the caller has read it already."""
     import soundfile as sf
 
-    info = audio_info(path)
+    info = info or audio_info(path)
     frames = info.frames if max_seconds is None else min(info.frames, _frames(max_seconds, info))
     try:
         data = sf.read(str(path), frames=frames, dtype="float32", always_2d=True)[0]

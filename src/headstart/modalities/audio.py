@@ -76,17 +76,18 @@ class AudioModality(FileModality):
 
         backbone = materialize(extractor.backbone)
         model = backbone.to(extractor.device).eval()
-        new, failed, seconds = {}, [], {}
-        for index, item in enumerate(todo):
+        new, failed, infos = {}, [], {}
+        for item in todo:
             try:
-                seconds[index] = audio_info(item.path).seconds
+                infos[item.id] = audio_info(item.path)
             except UnreadableItem as err:
                 failed.append(Skip(item.id, str(err)))
+        seconds = {i: infos[item.id].seconds for i, item in enumerate(todo) if item.id in infos}
         done = len(failed)
         chunk = backbone.preprocess.chunk_seconds
         short = sorted((i for i in seconds if seconds[i] <= chunk), key=seconds.get)
         for batch in _batches(short, seconds, extractor.batch_size):
-            vecs, bad = _embed_clips(extractor, model, [todo[i] for i in batch])
+            vecs, bad = _embed_clips(extractor, model, [todo[i] for i in batch], infos=infos)
             failed += bad
             _keep(extractor, new, [keys[todo[i].id] for i in batch if todo[i].id in vecs], vecs)
             done += len(batch)
@@ -164,8 +165,9 @@ def _batches(order: list[int], seconds: dict, batch_size: int):
         yield batch
 
 
-def _embed_clips(extractor, model: AudioBackbone, items: list[Item], seconds=None):
-    """({item id: pooled vector}, skips) for clips decoded whole (or their first `seconds`)."""
+def _embed_clips(extractor, model: AudioBackbone, items: list[Item], seconds=None, infos=None):
+    """({item id: pooled vector}, skips) for clips decoded whole (or their first `seconds`);
+    `infos`: their headers, read already."""
     from ..data.audio import load_audio
     from ..data.sources import Skip
 
@@ -173,7 +175,8 @@ def _embed_clips(extractor, model: AudioBackbone, items: list[Item], seconds=Non
     clips, kept, failed = [], [], []
     for item in items:
         try:
-            clips.append(pad_clip(load_audio(item.path, pre.sample_rate, seconds), length))
+            info = (infos or {}).get(item.id)
+            clips.append(pad_clip(load_audio(item.path, pre.sample_rate, seconds, info), length))
             kept.append(item.id)
         except UnreadableItem as err:
             failed.append(Skip(item.id, str(err)))

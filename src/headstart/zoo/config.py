@@ -64,7 +64,7 @@ class AudioPreprocess:
     min_seconds: float = 1.5
     pooling: Literal["mean", "mean+max"] = "mean+max"
     normalize: bool = False
-    chunk_seconds: float = 60.0
+    chunk_seconds: float = 20.0
     train_seconds: float = 10.0
 
     def digest(self) -> str:
