@@ -198,3 +198,54 @@ def test_fsdd_digits_from_three_clips_each(one_thread):
     clf.fit([str(p) for p in train], [p.name[0] for p in train])
     accuracy = clf.score([str(p) for p in test], [p.name[0] for p in test])
     assert accuracy >= 0.8, accuracy
+
+
+# ---- preprocessing settings ------------------------------------------------------------------
+
+
+def test_preprocess_settings_are_used_saved_and_restored(tones, tmp_path):
+    clf = AudioClassifier(
+        "speech_embedding",
+        "linear-probe",
+        preprocess={"min_seconds": "1.0", "trim_silence": "true"},
+        verbose=False,
+        val_fraction=0.0,
+    ).fit(tones)
+    assert clf.backbone_.preprocess.min_seconds == 1.0 and clf.backbone_.preprocess.trim_silence
+    clips = sorted(str(p) for p in tones.rglob("*.wav"))
+    clf.save(tmp_path / "run")
+    again = AudioClassifier.load(tmp_path / "run")
+    assert again.backbone_.preprocess == clf.backbone_.preprocess
+    np.testing.assert_allclose(again.predict_proba(clips), clf.predict_proba(clips), atol=1e-6)
+
+
+def test_an_unknown_preprocess_setting_is_a_clear_error(tones):
+    clf = AudioClassifier("speech_embedding", "linear-probe", preprocess={"trim": True})
+    with pytest.raises(HeadstartError, match="no setting 'trim'.*trim_silence"):
+        clf.fit(tones)
+    clf = AudioClassifier("speech_embedding", "linear-probe", preprocess={"min_seconds": "x"})
+    with pytest.raises(HeadstartError, match="min_seconds='x': expected a float"):
+        clf.fit(tones)
+
+
+@pytest.mark.skipif(not FSDD.is_dir(), reason="needs ../shared/data/fsdd (absent on this machine)")
+def test_trim_silence_cuts_the_pauses_around_speech(tmp_path, monkeypatch, capsys):
+    from headstart.data.audio import trim_silence
+
+    word = load_audio(FSDD / "3_jackson_7.wav", 16000)
+    pause = np.zeros(16000, np.float32)
+    padded = np.concatenate([pause, word, pause, word, pause])
+    trimmed = trim_silence(padded, 16000)
+    assert 1.5 * len(word) < len(trimmed) < len(padded) - 2 * len(pause)
+    write_wav(tmp_path / "clips" / "padded.wav", padded, 16000)
+    code, _, err = run_cli(
+        monkeypatch,
+        capsys,
+        "embed",
+        tmp_path / "clips",
+        "-o",
+        tmp_path / "e.npz",
+        "--preprocess",
+        "trim_silence=true",
+    )
+    assert code == 0, err

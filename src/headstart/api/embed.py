@@ -22,9 +22,10 @@ def embed_source(
     model: str = "",
     weights=None,
     progress: Progress | None = None,
+    preprocess: dict | None = None,
     **options,
 ) -> Embeddings:
-    backbone = load_backbone(model, source.modality, weights)
+    backbone = load_backbone(model, source.modality, weights, preprocess)
     options = {k: v for k, v in options.items() if v is not None}
     return Extractor(backbone, **options).run(source, progress)
 

@@ -18,7 +18,7 @@ import typer
 
 from ..errors import HeadstartError
 from . import compare, demo, rank, train
-from .console import DEVICE_HELP, PRECISION_HELP, err, fail, out
+from .console import DEVICE_HELP, PRECISION_HELP, PREPROCESS_HELP, err, fail, out, parse_settings
 
 app = typer.Typer(
     help="Transfer learning from a small labelled data set, offline.",
@@ -136,6 +136,7 @@ def embed(
     precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Bypass the cache.")] = False,
+    preprocess: Annotated[str | None, typer.Option(help=PREPROCESS_HELP)] = None,
 ) -> None:
     """Embed DATA with a frozen backbone into an .npz (features, ids, labels), through the cache."""
     if out_file.suffix != ".npz":
@@ -152,6 +153,7 @@ def embed(
             source,
             model=model,
             weights=weights,
+            preprocess=parse_settings(preprocess),
             precision=precision,
             device=device,
             batch_size=batch_size,

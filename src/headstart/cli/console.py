@@ -20,6 +20,29 @@ if TYPE_CHECKING:  # a runtime import would pull in torch and timm: `cache info`
 
 PRECISION_HELP = f"{choices_text(PRECISION_CHOICES)}."
 DEVICE_HELP = f"{choices_text(DEVICES)}."
+PREPROCESS_HELP = (
+    "Change the backbone's preprocessing: KEY=VALUE[,KEY=VALUE], e.g. trim_silence=true "
+    "(audio: cut pauses with silero-vad), min_seconds=2, max_length=128 (texts)."
+)
+
+
+def parse_settings(text: str | None) -> dict | None:
+    """'a=1,b=true' -> {'a': '1', 'b': 'true'} (the preprocess types the values)."""
+    from ..errors import HeadstartError
+
+    if not text:
+        return None
+    settings = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise HeadstartError(
+                f"--preprocess {text!r}: expected KEY=VALUE pairs separated by commas, "
+                "e.g. trim_silence=true,min_seconds=2."
+            )
+        settings[key.strip()] = value.strip()
+    return settings
+
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)

@@ -10,7 +10,7 @@ import typer
 
 from ..errors import HeadstartError
 from ..predict import records
-from .console import DEVICE_HELP, PRECISION_HELP, err, out
+from .console import DEVICE_HELP, PRECISION_HELP, PREPROCESS_HELP, err, out, parse_settings
 
 TASK_HELP = "auto, classification, multilabel, regression."
 TEXT_COL_HELP = "Text column of a table (default: text, else sentence)."
@@ -52,7 +52,7 @@ def fit(
         str,
         typer.Option(
             help="linear-probe, mlp-head, fine-tune, freeze-unfreeze, gradual, from-scratch, "
-            "tfidf (texts) or pixels (images): no backbone, the control; auto."
+            "tfidf (texts), pixels (images) or mfcc (audio): no backbone, the control; auto."
         ),
     ] = "auto",
     epochs: Annotated[int, typer.Option(min=1)] = 5,
@@ -73,6 +73,7 @@ def fit(
     no_augment: Annotated[bool, typer.Option("--no-augment")] = False,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted fit in --out.")] = False,
     budget: Annotated[str | None, typer.Option(help=BUDGET_HELP)] = None,
+    preprocess: Annotated[str | None, typer.Option(help=PREPROCESS_HELP)] = None,
 ) -> None:
     """Fit a new head (and, by strategy, the backbone) on DATA; write RUN_DIR."""
     from ..data.sources import read_source
@@ -98,6 +99,7 @@ def fit(
         weights=str(weights) if weights else None,
         augment=not no_augment,
         budget=budget,
+        preprocess=parse_settings(preprocess),
     )
     est.fit(
         source,

@@ -7,6 +7,7 @@ blocks and resampled as a stream, so memory stays bounded whatever the file's le
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -145,3 +146,29 @@ def _short(err: Exception) -> str:
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     text = re.sub(r"^Error opening '[^']*': ", "", text).strip()
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+def trim_silence(samples: np.ndarray, rate: int) -> np.ndarray:
+    """The speech in a clip, its pauses cut out by silero-vad (MIT; its package carries the
+    model, run here with onnxruntime); the clip as it is when no speech is found, so that a
+    clip of pure sound is never emptied."""
+    import torch
+    from silero_vad import get_speech_timestamps
+
+    if rate not in (8000, 16000):  # the rates silero-vad was trained at
+        raise UnreadableItem(f"silence trimming needs 8 or 16 kHz samples, not {rate} Hz")
+    stamps = get_speech_timestamps(torch.from_numpy(samples), _vad(), sampling_rate=rate)
+    if not stamps:
+        return samples
+    return np.concatenate([samples[s["start"] : s["end"]] for s in stamps])
+
+
+@functools.cache
+def _vad():
+    import warnings
+
+    from silero_vad import load_silero_vad
+
+    with warnings.catch_warnings():  # its loader uses a deprecated importlib call: not ours
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return load_silero_vad(onnx=True)

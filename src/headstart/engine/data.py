@@ -104,12 +104,11 @@ class AudioItems(Dataset):
         return len(self.items)
 
     def __getitem__(self, index: int):
-        from ..data.audio import load_audio
-        from ..modalities.audio import pad_clip
+        from ..modalities.audio import pad_clip, read_clip
 
         pre = self.pre
         try:
-            clip = load_audio(self.items[index].path, pre.sample_rate, 3 * pre.train_seconds)
+            clip = read_clip(self.items[index].path, pre, 3 * pre.train_seconds)
         except UnreadableItem:
             return None
         limit = int(pre.train_seconds * pre.sample_rate)

@@ -234,7 +234,7 @@ class AutoFit:
         self.history_ = []
         self.backbone_trained_ = False
         weights = self.weights or None
-        self.backbone_ = load_backbone(pretrained.name, self.modality, weights)
+        self.backbone_ = load_backbone(pretrained.name, self.modality, weights, self.preprocess)
 
     def _record(self, check: Check, name: str) -> None:
         self.check_ = check

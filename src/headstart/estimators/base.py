@@ -74,6 +74,7 @@ class TransferEstimator(AutoFit, ClassifierMixin, BaseEstimator):
         workers: int | None = None,
         verbose: bool = True,
         budget: str | float | None = None,
+        preprocess: dict | None = None,
         **unknown,
     ):
         if unknown:
@@ -95,7 +96,7 @@ class TransferEstimator(AutoFit, ClassifierMixin, BaseEstimator):
         self.val_fraction, self.per_class = val_fraction, per_class
         self.precision, self.device, self.weights = precision, device, weights
         self.augment, self.workers, self.verbose = augment, workers, verbose
-        self.budget = budget
+        self.budget, self.preprocess = budget, preprocess
 
     # -- scikit-learn protocol --------------------------------------------------------------
 
@@ -184,7 +185,9 @@ class TransferEstimator(AutoFit, ClassifierMixin, BaseEstimator):
         # auto starts as linear-probe does: the pre-trained backbone, its cached features, a probe
         strategy = self._new_strategy("linear-probe" if auto else self.strategy)
         model = self._pick_model(train_src) if strategy.needs_backbone else ""
-        self.backbone_ = strategy.build(model, self.modality, self.weights, self.seed)
+        self.backbone_ = strategy.build(
+            model, self.modality, self.weights, self.seed, self.preprocess
+        )
         self.pretrained_weight_id_ = None if self.backbone_ is None else self.backbone_.weight_id
         if strategy.needs_probe:  # what it reads of the pre-trained backbone: cached features
             train_emb = self._embed(train_src, cached=True)

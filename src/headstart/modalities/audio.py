@@ -54,9 +54,7 @@ class AudioModality(FileModality):
 
     def decode(self, item: Item, preprocess: AudioPreprocess) -> np.ndarray:
         """Mono float32 samples at the preprocess's rate (at most train_seconds of them)."""
-        from ..data.audio import load_audio
-
-        return load_audio(item.path, preprocess.sample_rate, preprocess.train_seconds)
+        return read_clip(item.path, preprocess, preprocess.train_seconds)
 
     def dummy_batch(self, backbone, size: int = 2) -> dict:
         import torch
@@ -121,6 +119,14 @@ class AudioModality(FileModality):
         return pad_batch(inputs)
 
 
+def read_clip(path, pre: AudioPreprocess, seconds=None, info=None) -> np.ndarray:
+    """Samples at the preprocess's rate, pauses cut out where it asks (trim_silence)."""
+    from ..data.audio import load_audio, trim_silence
+
+    samples = load_audio(path, pre.sample_rate, seconds, info)
+    return trim_silence(samples, pre.sample_rate) if pre.trim_silence else samples
+
+
 def min_length(backbone) -> int:
     """The samples a clip is padded to: the backbone's shortest input, or min_seconds."""
     pre = backbone.preprocess
@@ -168,7 +174,6 @@ def _batches(order: list[int], seconds: dict, batch_size: int):
 def _embed_clips(extractor, model: AudioBackbone, items: list[Item], seconds=None, infos=None):
     """({item id: pooled vector}, skips) for clips decoded whole (or their first `seconds`);
     `infos`: their headers, read already."""
-    from ..data.audio import load_audio
     from ..data.sources import Skip
 
     pre, length = model.preprocess, min_length(model)
@@ -176,7 +181,7 @@ def _embed_clips(extractor, model: AudioBackbone, items: list[Item], seconds=Non
     for item in items:
         try:
             info = (infos or {}).get(item.id)
-            clips.append(pad_clip(load_audio(item.path, pre.sample_rate, seconds, info), length))
+            clips.append(pad_clip(read_clip(item.path, pre, seconds, info), length))
             kept.append(item.id)
         except UnreadableItem as err:
             failed.append(Skip(item.id, str(err)))
@@ -191,7 +196,7 @@ def _embed_long(extractor, model: AudioBackbone, item: Item) -> np.ndarray:
     """A long file, streamed: each chunk's window embeddings, pooled over the whole file."""
     import torch
 
-    from ..data.audio import stream_audio
+    from ..data.audio import stream_audio, trim_silence
     from ..zoo.audio import pool_windows
 
     pre, length = model.preprocess, min_length(model)
@@ -199,6 +204,8 @@ def _embed_long(extractor, model: AudioBackbone, item: Item) -> np.ndarray:
     chunks = stream_audio(item.path, pre.sample_rate, pre.chunk_seconds)
     with torch.inference_mode():
         for chunk in chunks:
+            if pre.trim_silence:
+                chunk = trim_silence(chunk, pre.sample_rate)
             if len(chunk) == 0:
                 continue
             batch = {

@@ -101,11 +101,14 @@ class Strategy:
 
     # -- what it works on --------------------------------------------------------------------
 
-    def build(self, model: str, modality: str, weights=None, seed: int = 0) -> Backbone | None:
-        """The pre-trained backbone, lazy: nothing is built until it is used."""
+    def build(
+        self, model: str, modality: str, weights=None, seed: int = 0, preprocess=None
+    ) -> Backbone | None:
+        """The pre-trained backbone, lazy: nothing is built until it is used. `preprocess`:
+        changes to its preprocessing settings."""
         from ..zoo import load_backbone
 
-        return load_backbone(model, modality, weights)
+        return load_backbone(model, modality, weights, preprocess)
 
     # -- fitting -----------------------------------------------------------------------------
 
@@ -187,10 +190,12 @@ class Strategy:
 
     def restore_backbone(self, spec: RunSpec, tensors: dict[str, torch.Tensor]) -> Backbone:
         from ..zoo import get_entry, load_backbone
+        from ..zoo.registry import with_preprocess
 
         info = spec.backbone
         if not self.frozen:  # the weights are all in the run: no need for the original file
-            backbone = get_entry(info.name).build(pretrained=False)
+            entry = with_preprocess(get_entry(info.name), saved_changes(spec))
+            backbone = entry.build(pretrained=False)
             state = {
                 k.removeprefix(BACKBONE_PREFIX): v
                 for k, v in tensors.items()
@@ -199,7 +204,8 @@ class Strategy:
             backbone.load_state_dict(state, strict=True)
             backbone.weight_id = info.weight_id
             return backbone
-        backbone = load_backbone(info.name, spec.modality, info.weights_file)  # stays lazy
+        changes = saved_changes(spec)
+        backbone = load_backbone(info.name, spec.modality, info.weights_file, changes)  # lazy
         if backbone.weight_id != info.weight_id:
             raise HeadstartError(
                 f"The backbone weights for {info.name!r} differ from those the run was fitted "
@@ -281,6 +287,14 @@ def parse_strategy(spec: str, owner: str = "") -> tuple[str, dict]:
             )
         options[key] = _convert(name, key, value.strip(), allowed[key])
     return name, options
+
+
+def saved_changes(spec) -> dict:
+    """The preprocessing settings a run was fitted with that differ from its backbone's."""
+    from ..zoo import get_entry
+    from ..zoo.registry import preprocess_changes
+
+    return preprocess_changes(get_entry(spec.backbone.name), spec.preprocess)
 
 
 def refusal(spec: str, modality: str, task: str = "auto") -> str | None:

@@ -42,7 +42,7 @@ class FeaturiserStrategy(Strategy):
     def new_featuriser(self) -> Featuriser:
         raise NotImplementedError
 
-    def build(self, model: str, modality: str, weights=None, seed: int = 0) -> None:
+    def build(self, model: str, modality: str, weights=None, seed: int = 0, preprocess=None):
         """No backbone: a fresh featuriser, fitted by fit()."""
         self.featuriser = self.new_featuriser()
         return None

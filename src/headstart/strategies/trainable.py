@@ -64,11 +64,11 @@ class FromScratch(Strategy):
     keep_norm_statistics = False  # random statistics are worth nothing: learn them
     default_lr = 1e-3
 
-    def build(self, model: str, modality: str, weights=None, seed: int = 0):
+    def build(self, model: str, modality: str, weights=None, seed: int = 0, preprocess=None):
         """The architecture with random weights (the seed fixes them); its weight file is never
         opened."""
-        from ..zoo.registry import entry_for
+        from ..zoo.registry import entry_for, with_preprocess
 
-        entry = entry_for(model, modality)
+        entry = with_preprocess(entry_for(model, modality), preprocess)
         torch.manual_seed(seed)  # the random init is part of what the seed fixes
         return entry.build(pretrained=False)

@@ -51,16 +51,21 @@ class AudioBackbone(Backbone):
 
 
 def pool_windows(features: torch.Tensor, mask: torch.Tensor, pre: AudioPreprocess) -> torch.Tensor:
-    """(B, W, D) window embeddings -> (B, D) mean, or (B, 2D) mean and max, over masked windows."""
+    """(B, W, D) window embeddings -> (B, D) mean, or (B, 2D) mean and max, over masked windows.
+
+    With pre.normalize, every window and then every pooled part is L2-normalised: on FSDD this
+    lifted speech_embedding's 1-clip-per-digit probe from 0.865 to about 0.90 and its
+    leave-one-speaker-out accuracy from 0.972 to about 0.977 (bench/audio.py)."""
+    if pre.normalize:
+        features = F.normalize(features, dim=-1)
     weights = mask.unsqueeze(-1).to(features.dtype)
-    mean = (features * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+    parts = [(features * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)]
     if pre.pooling == "mean+max":
         floor = torch.finfo(features.dtype).min
-        top = features.masked_fill(~mask.unsqueeze(-1), floor).amax(dim=1)
-        pooled = torch.cat([mean, top], dim=1)
-    else:
-        pooled = mean
-    return F.normalize(pooled, dim=1) if pre.normalize else pooled
+        parts.append(features.masked_fill(~mask.unsqueeze(-1), floor).amax(dim=1))
+    if pre.normalize:
+        parts = [F.normalize(part, dim=1) for part in parts]
+    return torch.cat(parts, dim=1)
 
 
 # ---- speech_embedding ---------------------------------------------------------------------------

@@ -55,7 +55,8 @@ class TextPreprocess:
 @dataclass(frozen=True)
 class AudioPreprocess:
     """Mono samples at `sample_rate`; clips shorter than `min_seconds` padded with silence on
-    both sides; window embeddings pooled over the clip (`pooling`), then optionally L2-normalised.
+    both sides; window embeddings pooled over the clip (`pooling`); with `normalize`, each
+    window and each pooled part L2-normalised.
 
     Files longer than `chunk_seconds` are read and embedded chunk by chunk (bounded memory);
     training reads at most `train_seconds` of a clip (a random crop when augmenting)."""
@@ -66,12 +67,51 @@ class AudioPreprocess:
     normalize: bool = False
     chunk_seconds: float = 20.0
     train_seconds: float = 10.0
+    trim_silence: bool = False  # cut pauses out with silero-vad before embedding
 
     def digest(self) -> str:
         return _digest(self)
 
 
 Preprocess = ImagePreprocess | TextPreprocess | AudioPreprocess
+
+
+def with_changes(pre: Preprocess, changes: dict) -> Preprocess:
+    """`pre` with some fields changed (values as parsed from JSON or the command line); an
+    unknown field or a value of the wrong kind is a one-line error naming what is allowed."""
+    from dataclasses import fields, replace
+
+    from ..errors import HeadstartError, did_you_mean
+
+    known = {f.name: f for f in fields(pre)}
+    typed = {}
+    for name, value in changes.items():
+        if name not in known:
+            raise HeadstartError(
+                f"{type(pre).__name__} has no setting {name!r}.{did_you_mean(name, known)} "
+                f"Settings: {', '.join(known)}."
+            )
+        typed[name] = _as_type(name, value, getattr(pre, name))
+    return replace(pre, **typed)
+
+
+def _as_type(name: str, value, default):
+    from ..errors import HeadstartError
+
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if isinstance(default, tuple):
+            return tuple(type(default[0])(v) for v in value)
+        return type(default)(value)
+    except (TypeError, ValueError):
+        raise HeadstartError(
+            f"Setting {name}={value!r}: expected a {type(default).__name__} like {default!r}."
+        ) from None
 
 
 @dataclass(frozen=True)

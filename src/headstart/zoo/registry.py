@@ -96,18 +96,45 @@ def entry_for(model: str, modality: str) -> ZooEntry:
     return entry
 
 
-def load_backbone(model: str, modality: str, weights=None) -> LazyBackbone:
-    """The named backbone (default: the bundled one for the modality), checked against the data.
+def load_backbone(model: str, modality: str, weights=None, preprocess=None) -> LazyBackbone:
+    """The named backbone (default: the bundled one for the modality), checked against the data;
+    `preprocess`: changes to its preprocessing ({"trim_silence": True}, {"max_length": 128}).
 
     Nothing is built (nor torch imported) until the backbone is used: a run whose embeddings are
     all cached never builds it."""
-    entry = entry_for(model, modality)
+    entry = with_preprocess(entry_for(model, modality), preprocess)
     path = Path(weights).expanduser() if weights else None
     if path is not None and not path.is_file():
         raise HeadstartError(
             f"Weights file '{path}' does not exist (or is not a file). Check --weights."
         )
     return LazyBackbone(entry, path)
+
+
+def with_preprocess(entry: ZooEntry, changes: dict | None) -> ZooEntry:
+    """The entry with some preprocessing settings changed (the cache keys on the result)."""
+    if not changes:
+        return entry
+    from dataclasses import replace
+
+    from .config import with_changes
+
+    changes = {k: v for k, v in changes.items() if k != "type"}  # a saved run's class name
+    cfg = replace(entry.cfg, preprocess=with_changes(entry.cfg.preprocess, changes))
+    return replace(entry, cfg=cfg)
+
+
+def preprocess_changes(entry: ZooEntry, saved: dict | None) -> dict:
+    """The settings of a saved preprocess (a run's config.json) that differ from the entry's."""
+    from dataclasses import asdict
+
+    current = asdict(entry.cfg.preprocess)
+    changes = {}
+    for name, value in (saved or {}).items():
+        value = tuple(value) if isinstance(value, list) else value
+        if name in current and value != current[name]:
+            changes[name] = value
+    return changes
 
 
 def hf_entry(name: str, location: str) -> ZooEntry:
@@ -285,7 +312,8 @@ def _speech_embedding() -> ZooEntry:
         SPEECH_EMBEDDING_SHA,
         SPEECH_LICENCE,
     )
-    cfg = PretrainedCfg(source, AudioPreprocess(), 192, 0, {"mel_sha256": SPEECH_MEL_SHA})
+    pre = AudioPreprocess(pooling="mean+max", normalize=True)
+    cfg = PretrainedCfg(source, pre, 192, 0, {"mel_sha256": SPEECH_MEL_SHA})
     about = (
         "Google's speech_embedding (keyword-spotting features, 96-d per 80 ms window, mean+max "
         "pooled), from openwakeword 0.4.0; words and short commands"
