@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import HeadstartError, UnreadableItem
-from .base import Featuriser
+from .standardised import StandardisedFeaturiser
 
 RATE, FRAME, HOP, N_FFT, N_MELS = 16000, 400, 160, 512, 40
 DEFAULT_COEFFICIENTS = 20
@@ -55,9 +55,11 @@ def mfcc_statistics(samples: np.ndarray, coefficients: int = DEFAULT_COEFFICIENT
 _FILTERS = mel_filters()
 
 
-class MFCCFeaturiser(Featuriser):
+class MFCCFeaturiser(StandardisedFeaturiser):
     name: ClassVar[str] = "mfcc"
     modality: ClassVar[str] = "audio"
+    noun: ClassVar[str] = "clips"
+    min_scale: ClassVar[float] = 1e-9
 
     def __init__(
         self,
@@ -70,9 +72,8 @@ class MFCCFeaturiser(Featuriser):
             raise HeadstartError(
                 f"mfcc: coefficients must be between 4 and {N_MELS}; got {coefficients}."
             )
-        self.coefficients, self.standardise = int(coefficients), bool(standardise)
-        self.shift = None if shift is None else np.asarray(shift, np.float64)
-        self.scale = None if scale is None else np.asarray(scale, np.float64)
+        self.coefficients = int(coefficients)
+        super().__init__(standardise, shift, scale)
 
     @property
     def about(self) -> str:
@@ -97,55 +98,9 @@ class MFCCFeaturiser(Featuriser):
             rows.append(mfcc_statistics(samples, self.coefficients))
         return np.stack(rows) if rows else np.zeros((0, self.dim))
 
-    @classmethod
-    def control_rows(cls, items) -> tuple[np.ndarray, list]:
-        """Raw statistics; an unreadable clip is left out, as the backbones skip it too."""
-        featuriser = cls(standardise=False)
-        kept, rows = [], []
-        for item in items:
-            try:
-                rows.append(featuriser.raw([item])[0])
-                kept.append(item)
-            except HeadstartError:
-                continue
-        return np.stack(rows) if rows else np.zeros((0, featuriser.dim)), kept
-
-    def fit(self, items) -> MFCCFeaturiser:
-        if self.standardise:
-            x = self.raw(items)
-            self.shift = x.mean(axis=0)
-            scale = x.std(axis=0)
-            scale[scale < 1e-9] = 1.0
-            self.scale = scale
-        return self
-
-    def transform(self, items) -> np.ndarray:
-        x = self.raw(items)
-        if not self.standardise:
-            return x
-        if self.shift is None:
-            raise HeadstartError("This mfcc featuriser is not fitted: call fit(clips) first.")
-        return (x - self.shift) / self.scale
-
-    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        config = {"coefficients": self.coefficients, "standardise": self.standardise}
-        arrays = {} if not self.standardise else {"shift": self.shift, "scale": self.scale}
-        return config, arrays
+    def settings(self) -> dict[str, Any]:
+        return {"coefficients": self.coefficients}
 
     @classmethod
-    def from_state(cls, config: dict, arrays: dict[str, np.ndarray]) -> MFCCFeaturiser:
-        try:
-            coefficients = int(config["coefficients"])
-            standardise = bool(config.get("standardise", True))
-            shift, scale = (arrays["shift"], arrays["scale"]) if standardise else (None, None)
-        except (KeyError, TypeError, ValueError) as err:
-            raise HeadstartError(
-                f"The saved mfcc featuriser is incomplete ({err}). Re-fit."
-            ) from None
-        found = cls(coefficients, standardise, shift, scale)
-        if standardise and not len(found.shift) == len(found.scale) == found.dim:
-            raise HeadstartError(
-                f"The saved MFCC standardisation ({len(found.shift)} values) does not match "
-                f"{coefficients} coefficients. Re-run fit."
-            )
-        return found
+    def from_settings(cls, config: dict, standardise: bool, shift, scale) -> MFCCFeaturiser:
+        return cls(int(config["coefficients"]), standardise, shift, scale)

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import HeadstartError, UnreadableItem
-from .base import Featuriser
+from .standardised import StandardisedFeaturiser
 
 DEFAULT_SIDE = 16
 
@@ -51,9 +51,10 @@ def path_of(item) -> Path:
     return Path(path)
 
 
-class PixelsFeaturiser(Featuriser):
+class PixelsFeaturiser(StandardisedFeaturiser):
     name: ClassVar[str] = "pixels"
     modality: ClassVar[str] = "image"
+    noun: ClassVar[str] = "images"
 
     def __init__(
         self,
@@ -65,9 +66,8 @@ class PixelsFeaturiser(Featuriser):
     ):
         if not 4 <= int(side) <= 128:
             raise HeadstartError(f"pixels: side must be between 4 and 128; got {side}.")
-        self.side, self.grey, self.standardise = int(side), bool(grey), bool(standardise)
-        self.shift = None if shift is None else np.asarray(shift, np.float64)
-        self.scale = None if scale is None else np.asarray(scale, np.float64)
+        self.side, self.grey = int(side), bool(grey)
+        super().__init__(standardise, shift, scale)
 
     @property
     def about(self) -> str:
@@ -81,56 +81,9 @@ class PixelsFeaturiser(Featuriser):
         """Pixels in [0, 1], not standardised."""
         return pixel_matrix([path_of(i) for i in items], self.side, self.grey)
 
-    @classmethod
-    def control_rows(cls, items) -> tuple[np.ndarray, list]:
-        """Raw pixels (not standardised: the scores standardise where they need to); an
-        unreadable image is left out, as the backbones skip it too."""
-        pixels = cls(standardise=False)
-        kept, rows = [], []
-        for item in items:
-            try:
-                rows.append(pixels.transform([item])[0])
-                kept.append(item)
-            except HeadstartError:
-                continue
-        return np.stack(rows) if rows else np.zeros((0, pixels.dim)), kept
-
-    def fit(self, items) -> PixelsFeaturiser:
-        if self.standardise:
-            x = self.raw(items)
-            self.shift = x.mean(axis=0)
-            scale = x.std(axis=0)
-            scale[scale < 1e-6] = 1.0  # a constant pixel (a border) carries nothing; leave it 0
-            self.scale = scale
-        return self
-
-    def transform(self, items) -> np.ndarray:
-        x = self.raw(items)
-        if not self.standardise:
-            return x
-        if self.shift is None:
-            raise HeadstartError("This pixels featuriser is not fitted: call fit(images) first.")
-        return (x - self.shift) / self.scale
-
-    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        config = {"side": self.side, "grey": self.grey, "standardise": self.standardise}
-        arrays = {} if not self.standardise else {"shift": self.shift, "scale": self.scale}
-        return config, arrays
+    def settings(self) -> dict[str, Any]:
+        return {"side": self.side, "grey": self.grey}
 
     @classmethod
-    def from_state(cls, config: dict, arrays: dict[str, np.ndarray]) -> PixelsFeaturiser:
-        try:
-            side, grey = int(config["side"]), bool(config["grey"])
-            standardise = bool(config.get("standardise", True))
-            shift, scale = (arrays["shift"], arrays["scale"]) if standardise else (None, None)
-        except (KeyError, TypeError, ValueError) as err:
-            raise HeadstartError(
-                f"The saved pixels featuriser is incomplete ({err}). Re-run fit."
-            ) from None
-        found = cls(side, grey, standardise, shift, scale)
-        if standardise and not len(found.shift) == len(found.scale) == found.dim:
-            raise HeadstartError(
-                f"The saved pixel standardisation ({len(found.shift)} values) does not match "
-                f"{side}x{side} {'grey' if grey else 'RGB'} inputs. Re-run fit."
-            )
-        return found
+    def from_settings(cls, config: dict, standardise: bool, shift, scale) -> PixelsFeaturiser:
+        return cls(int(config["side"]), bool(config["grey"]), standardise, shift, scale)

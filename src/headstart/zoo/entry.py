@@ -92,6 +92,24 @@ def unreachable(entry: ZooEntry, why: str, bundled: list[str]) -> HeadstartError
     )
 
 
+def weight_file(entry: ZooEntry, weights_file, pretrained: bool, locate, fix: str):
+    """(file to load or None, weight id): a user's file, the entry's own (found by `locate`,
+    checked against its pinned sha256; `fix` says how to mend a mismatch), or none (random)."""
+    if weights_file is not None:
+        return weights_file, sha256_file(weights_file)
+    if not pretrained:
+        return None, "random-init"
+    path = locate(entry)  # before building: fail fast
+    weight_id = sha256_file(path)
+    expected = entry.cfg.weights.sha256
+    if expected and weight_id != expected:
+        raise HeadstartError(
+            f"Weights file '{path}' for {entry.name!r} has sha256 {weight_id[:12]}..., "
+            f"expected {expected[:12]}...: the file was altered or damaged. {fix}"
+        )
+    return path, weight_id
+
+
 def file_source(path: Path, licence: str) -> WeightSource:
     return WeightSource("file", str(path), sha256_file(path), licence)
 

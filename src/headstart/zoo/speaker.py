@@ -213,21 +213,10 @@ def _place(rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def build_ge2e(entry, weights_file: Path | None, pretrained: bool) -> GE2EBackbone:
     """The fetched pretrained.pt, a user's own file (.pt or .safetensors), or random init."""
-    from .weights import sha256_file
+    from .entry import weight_file
 
-    path, weight_id = None, "random-init"
-    if weights_file is not None:
-        path, weight_id = weights_file, sha256_file(weights_file)
-    elif pretrained:
-        path = ge2e_weight_path(entry)  # before building: fail fast
-        weight_id = sha256_file(path)
-        expected = entry.cfg.weights.sha256
-        if expected and weight_id != expected:
-            raise HeadstartError(
-                f"Weights file '{path}' for {entry.name!r} has sha256 {weight_id[:12]}..., "
-                f"expected {expected[:12]}...: the file was altered or damaged. Fetch it again: "
-                f"headstart fetch {entry.name} --force."
-            )
+    fix = f"Fetch it again: headstart fetch {entry.name} --force."
+    path, weight_id = weight_file(entry, weights_file, pretrained, ge2e_weight_path, fix)
     backbone = GE2EBackbone(entry.name, entry.cfg, weight_id)
     if path is not None:
         load_ge2e(backbone, read_ge2e_state(path), path)

@@ -12,7 +12,7 @@ from ..errors import HeadstartError
 from .backbone import Backbone, ParamGroup
 from .config import PretrainedCfg, TextPreprocess, WeightSource
 from .fetch import SplitWheels
-from .weights import hf_hub_cached, hub_download, hub_reachable, load_state_dict, sha256_file
+from .weights import hf_hub_cached, hub_download, hub_reachable, load_state_dict
 
 
 class HFTextBackbone(Backbone):
@@ -261,18 +261,11 @@ def build_hf(entry, weights_file, pretrained: bool) -> HFTextBackbone:
     from transformers import AutoConfig
 
     config = AutoConfig.for_model(**entry.cfg.extra["config"])
-    path, weight_id = None, "random-init"
-    if weights_file is not None:
-        path, weight_id = weights_file, sha256_file(weights_file)
-    elif pretrained:
-        path = text_weight_path(entry)  # before building: fail fast
-        weight_id = sha256_file(path)
-        expected = entry.cfg.weights.sha256
-        if expected and weight_id != expected:
-            raise HeadstartError(
-                f"Weights file '{path}' for {entry.name!r} has sha256 {weight_id[:12]}..., "
-                f"expected {expected[:12]}...: the file was altered or damaged. Reinstall it."
-            )
+    from .entry import weight_file
+
+    path, weight_id = weight_file(
+        entry, weights_file, pretrained, text_weight_path, "Reinstall it."
+    )
     model = new_encoder(config)
     if path is not None:
         load_text_state(model, load_state_dict(path), path)
