@@ -150,16 +150,17 @@ def speakers(args, rows) -> None:
 
 
 def rank(args, rows, scratch: Path) -> None:
-    folder = scratch / "rank"
-    for r in draw([r for r in rows if r["index"] >= 5], "digit", 10, 0):
-        link = folder / r["digit"] / r["path"].name
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(r["path"])
-    print("\n## `headstart rank` on 10 clips per digit\n```")
-    command = [HEADSTART, "rank", str(folder)]
-    done = subprocess.run(command, capture_output=True, text=True)
-    print((done.stdout + done.stderr).strip())
-    print("```")
+    pool = [r for r in rows if r["index"] >= 5]
+    for label, per_class in (("digit", 10), ("speaker", 5)):
+        folder = scratch / f"rank-{label}"
+        for r in draw(pool, label, per_class, 0):
+            link = folder / r[label] / r["path"].name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(r["path"])
+        print(f"\n## `headstart rank` on {per_class} clips per {label}\n```")
+        done = subprocess.run([HEADSTART, "rank", str(folder)], capture_output=True, text=True)
+        print((done.stdout + done.stderr).strip())
+        print("```", flush=True)
 
 
 def speed(args, rows, scratch: Path) -> None:

@@ -183,6 +183,8 @@ def test_rank_names_the_encoder_and_the_control(tones, monkeypatch, capsys):
     code, out, err = run_cli(monkeypatch, capsys, "rank", tones)
     assert code == 0, err
     assert "speech_embedding" in out and "mfcc" in out, out
+    # the tests' model folder is empty: the speaker encoder is named, with how to get it
+    assert "Not ranked: ge2e_speaker" in out and "headstart fetch ge2e_speaker" in out, out
 
 
 # ---- real clips --------------------------------------------------------------------------------

@@ -74,6 +74,20 @@ def rank(
     wide = out if out.is_terminal else Console(file=out.file, width=160, highlight=False)
     wide.print(ranking_table(ranking))
     out.print(ranking.verdict, markup=False)
+    if not models and not layers:
+        _say_unfetched(source.modality)
+
+
+def _say_unfetched(modality: str) -> None:
+    """Candidates the default list left out because their weights are not fetched yet."""
+    from ..select.rank import unfetched
+
+    for entry in unfetched(modality):
+        out.print(
+            f"Not ranked: {entry.name} ({entry.description.split(';')[0]}); `headstart fetch "
+            f"{entry.name}` ({entry.fetch.size_mb} MB, once) adds it to the candidates.",
+            markup=False,
+        )
 
 
 def ranking_table(ranking):

@@ -107,6 +107,14 @@ def default_candidates(modality: str) -> list[Candidate]:
     return [Candidate(n) for n in names]
 
 
+def unfetched(modality: str) -> list:
+    """The entries of the modality that `headstart fetch` would bring and that are not here."""
+    from ..zoo import get_entry, registered_names
+
+    entries = [get_entry(n) for n in registered_names(modality)]
+    return [e for e in entries if e.fetch is not None and not e.available_offline()]
+
+
 def parse_candidates(
     spec: str | list[str] | None, modality: str, model: str = "", weights: Path | None = None
 ) -> list[Candidate]:
