@@ -124,7 +124,7 @@ def test_strategies_are_registered_with_options():
 
 @pytest.mark.parametrize("strategy", ["lora", "contrastive", "lora:r=4"])
 def test_text_strategies_refuse_images_before_any_work(strategy, tmp_path):
-    with pytest.raises(HeadstartError, match="for images use freeze-unfreeze") as caught:
+    with pytest.raises(HeadstartError, match="For images use one of:.*freeze-unfreeze") as caught:
         ImageClassifier(strategy=strategy, verbose=False).fit(tmp_path / "never-read")
     assert "\n" not in str(caught.value)
 

@@ -20,6 +20,7 @@ from headstart.zoo.weights import package_path
 
 IMAGE = registered_names("image")
 TEXT = registered_names("text")
+AUDIO = registered_names("audio")
 PROVENANCE = ("_name_or_path", "transformers_version")
 
 
@@ -63,6 +64,20 @@ def test_text_metadata_matches_transformers(name):
     )
     assert _without_extra(static) == _without_extra(derived)
     assert static.architecture == config.model_type
+
+
+@pytest.mark.parametrize("name", AUDIO)
+def test_audio_metadata_matches_the_network(name):
+    """The declared parameter count and pooled width are what a random-init copy has."""
+    import torch
+
+    static = get_entry(name)
+    backbone = static.build(pretrained=False)
+    assert static.num_params == sum(p.numel() for p in backbone.parameters())
+    length = max(backbone.min_samples(), static.cfg.preprocess.sample_rate)
+    batch = {"audio": 0.1 * torch.randn(1, length), "lengths": torch.tensor([length])}
+    with torch.no_grad():
+        assert backbone(batch).shape == (1, static.cfg.feature_dim)
 
 
 def _folder_config(folder) -> dict:
