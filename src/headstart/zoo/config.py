@@ -63,7 +63,7 @@ class AudioPreprocess:
 
     sample_rate: int = 16000
     min_seconds: float = 1.5
-    pooling: Literal["mean", "mean+max"] = "mean+max"
+    pooling: Literal["mean", "mean+max", "mean+max+std"] = "mean+max"
     normalize: bool = False
     chunk_seconds: float = 20.0
     train_seconds: float = 10.0

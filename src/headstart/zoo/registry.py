@@ -312,11 +312,11 @@ def _speech_embedding() -> ZooEntry:
         SPEECH_EMBEDDING_SHA,
         SPEECH_LICENCE,
     )
-    pre = AudioPreprocess(pooling="mean+max", normalize=True)
-    cfg = PretrainedCfg(source, pre, 192, 0, {"mel_sha256": SPEECH_MEL_SHA})
+    pre = AudioPreprocess(pooling="mean+max+std", normalize=True)
+    cfg = PretrainedCfg(source, pre, 288, 0, {"mel_sha256": SPEECH_MEL_SHA})
     about = (
-        "Google's speech_embedding (keyword-spotting features, 96-d per 80 ms window, mean+max "
-        "pooled), from openwakeword 0.4.0; words and short commands"
+        "Google's speech_embedding (keyword-spotting features, 96-d per 80 ms window; their "
+        "mean, max and spread), from openwakeword 0.4.0; words and short commands"
     )
     return ZooEntry(
         "speech_embedding", "audio", "speech_embedding", cfg, build_audio_lazily, about, 328_152
