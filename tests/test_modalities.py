@@ -91,24 +91,14 @@ class TextSample:
         return HFTextBackbone("tiny-bert", cfg, "random-0", model, tokenizer).eval()
 
 
-class AudioSample:
-    """Two short tones as WAV files; speech_embedding from random weights."""
+class AudioSample(ImageSample):
+    """Two short tones as WAV files (folders and tables as for images); speech_embedding from
+    random weights."""
 
     def values(self, folder):
         from audio_files import tone, write_wav
 
         return [write_wav(folder / f"{i}.wav", tone(300 + 600 * i, 0.3)) for i in range(2)]
-
-    def on_disk(self, folder):
-        self.values(folder / "a")  # a class-folder tree
-        self.values(folder / "b")
-        return folder
-
-    def table(self, folder):
-        paths = self.values(folder / "files")
-        table = folder / "list.csv"
-        table.write_text("file,label\n" + "".join(f"{p},x\n" for p in paths))
-        return table
 
     def backbone(self):
         torch.manual_seed(0)

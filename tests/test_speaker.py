@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-import shutil
 import zipfile
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
+from test_fetch import copying_download
 
 from headstart.errors import HeadstartError
 from headstart.zoo import get_entry
@@ -207,14 +207,6 @@ def wheel_members() -> dict[str, bytes]:
 
 def recipe(sha: str | None = None) -> WheelFile:
     return dataclasses.replace(reg.GE2E, weights_sha256=sha or hashlib.sha256(WEIGHTS).hexdigest())
-
-
-def copying_download(source: Path, calls: list):
-    def download(requirements, dest: Path) -> None:
-        calls.append(requirements)
-        shutil.copytree(source, dest)
-
-    return download
 
 
 def test_wheel_file_fetch_takes_the_member_and_licence(tmp_path, models_home):
