@@ -69,7 +69,7 @@ def load_audio(
         data = sf.read(str(path), frames=frames, dtype="float32", always_2d=True)[0]
     except Exception as err:
         raise UnreadableItem(f"truncated or corrupt audio ({_short(err)})") from None
-    return _prepared(data, info, rate, frames, path)
+    return _prepared(data, info, rate, frames)
 
 
 def stream_audio(path: Path | str, rate: int, chunk_seconds: float) -> Iterator[np.ndarray]:
@@ -98,7 +98,7 @@ def stream_audio(path: Path | str, rate: int, chunk_seconds: float) -> Iterator[
     _check_complete(read, info.frames)
 
 
-def _prepared(data: np.ndarray, info: AudioInfo, rate: int, frames: int, path) -> np.ndarray:
+def _prepared(data: np.ndarray, info: AudioInfo, rate: int, frames: int) -> np.ndarray:
     _check_complete(len(data), frames)
     mono = _mono(_checked(data))
     if info.sample_rate == rate:

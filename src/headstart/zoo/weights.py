@@ -25,6 +25,14 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return _sha256_cached(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
 
 
+def check_sha256(path: str | os.PathLike[str], expected: str, what: str, fix: str) -> str:
+    """The file's sha256, or a one-line error: "<what> has sha256 ..., expected ...: <fix>"."""
+    got = sha256_file(path)
+    if got != expected:
+        raise HeadstartError(f"{what} has sha256 {got[:12]}..., expected {expected[:12]}...: {fix}")
+    return got
+
+
 @functools.lru_cache(maxsize=64)
 def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
     # size and mtime are part of the cache key so an edited file is hashed again
