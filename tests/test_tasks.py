@@ -17,16 +17,18 @@ from headstart.tasks import (
     Regression,
     Task,
     get_task,
+    pooled_tasks,
     task_choices,
 )
 
 
 def test_registry_names_and_choices():
-    assert list(TASKS) == ["classification", "multilabel", "regression"]
-    assert task_choices() == ("auto", "classification", "multilabel", "regression")
+    assert list(TASKS) == ["classification", "multilabel", "regression", "detection"]
+    assert task_choices() == ("auto", "classification", "multilabel", "regression", "detection")
+    assert pooled_tasks() == ("classification", "multilabel", "regression")
     assert type(get_task("multilabel", ["a", "b"])) is MultiLabel
     with pytest.raises(HeadstartError, match="'task' parameter"):
-        get_task("detection", [])
+        get_task("segmentation", [])
 
 
 @pytest.mark.parametrize(

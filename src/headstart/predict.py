@@ -24,6 +24,8 @@ def records(
     "top", the k most probable classes as [{"label", "probability"}]. Ids are the paths of
     images and 1-based positions of a list of texts (a table's: its row numbers); order lists
     the ids in the order wanted (default: the order of data when it is a list)."""
+    if hasattr(estimator, "prediction_records"):  # a task with its own rows (detection)
+        return estimator.prediction_records(data, order)
     found = estimator.embeddings(data, labels=False)
     outputs = estimator.predict_proba(found) if found.items else None
     labels = estimator.predict(found) if found.items else []

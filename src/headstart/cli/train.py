@@ -12,7 +12,7 @@ from ..errors import HeadstartError
 from ..predict import records
 from .console import DEVICE_HELP, PRECISION_HELP, PREPROCESS_HELP, err, out, parse_settings
 
-TASK_HELP = "auto, classification, multilabel, regression."
+TASK_HELP = "auto, classification, multilabel, regression, detection (VOC, COCO, YOLO sets)."
 TEXT_COL_HELP = "Text column of a table (default: text, else sentence)."
 LABEL_COL_HELP = "Label column of a table (default: label)."
 BUDGET_HELP = (
@@ -65,7 +65,10 @@ def fit(
     lr_decay: Annotated[float | None, typer.Option(help="Layer-wise LR decay per group.")] = None,
     label_smoothing: Annotated[float, typer.Option()] = 0.1,
     l2sp: Annotated[float, typer.Option(help="Pull weights towards pre-trained (L2-SP).")] = 0.0,
-    patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).")] = 3,
+    patience: Annotated[
+        int | None,
+        typer.Option(help="Early-stopping patience in epochs (default 3; detection: none)."),
+    ] = None,
     batch_size: Annotated[int | None, typer.Option(min=1)] = None,
     weights: Annotated[Path | None, typer.Option(help="Local weights file for --model.")] = None,
     precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",
@@ -74,10 +77,25 @@ def fit(
     resume: Annotated[bool, typer.Option(help="Continue an interrupted fit in --out.")] = False,
     budget: Annotated[str | None, typer.Option(help=BUDGET_HELP)] = None,
     preprocess: Annotated[str | None, typer.Option(help=PREPROCESS_HELP)] = None,
+    size: Annotated[
+        int | None, typer.Option(help="Detection: side images are letterboxed to (416).")
+    ] = None,
 ) -> None:
     """Fit a new head (and, by strategy, the backbone) on DATA; write RUN_DIR."""
     from ..data.sources import read_source
+    from ..tasks import own_estimator_task
 
+    if own_estimator_task(task, data) is not None:  # detection: a whole detector is trained
+        from .detect import fit_detector
+
+        options = dict(model=model, strategy=strategy, epochs=epochs, size=size, seed=seed)
+        options.update(lr=lr, patience=patience or 0, budget=budget)
+        options.update(weights=str(weights) if weights else None, device=device)
+        options.update(augment=not no_augment, val_fraction=val_fraction)
+        if batch_size:
+            options["batch_size"] = batch_size
+        fit_detector(data, out_dir, val, options)
+        return
     source = read_source(data, text_col=text_col, label_col=label_col)
     estimator_cls = _estimator_for(source.modality)
     est = estimator_cls(
@@ -91,7 +109,7 @@ def fit(
         seed=seed,
         label_smoothing=label_smoothing,
         l2sp=l2sp,
-        patience=patience,
+        patience=3 if patience is None else patience,
         val_fraction=val_fraction,
         per_class=per_class,
         precision=precision,
@@ -150,7 +168,7 @@ def evaluate(
     from ..runs.artifacts import write_confusion
 
     title = f"Confusion matrix on {Path(data).name} ({metrics['n']})"
-    write_confusion(est, metrics, target / "confusion_matrix.png", title)
+    write_confusion(est, metrics, target / "confusion_matrix.png", title)  # when it has one
     if as_json:
         out.print_json(json.dumps(metrics))
     else:
@@ -204,6 +222,11 @@ def predict(
     rows = records(est, source, order=[str(f) for f in files])
     if as_json:
         out.print_json(json.dumps(rows))
+        return
+    if rows and any("boxes" in row for row in rows):
+        from .detect import print_boxes
+
+        print_boxes(rows)
         return
     for row in rows:
         if "error" in row:
@@ -291,7 +314,7 @@ def load_any(run_dir: Path):
 
 
 def metrics_line(metrics: dict, where: str) -> str:
-    keys = ("accuracy", "macro_f1", "micro_f1", "mAP", "mse", "mae", "r2", "n")
+    keys = ("accuracy", "macro_f1", "micro_f1", "mAP", "map50", "map", "mse", "mae", "r2", "n")
     shown = ", ".join(
         f"{k} {metrics[k]:.4f}" if isinstance(metrics[k], float) else f"{k} {metrics[k]}"
         for k in keys

@@ -49,6 +49,10 @@ class Source:
     items: list[Item]
     skipped: list[Skip] = field(default_factory=list)
     origin: str = ""
+    # the class names the data declares (a detection set's names file or COCO categories), in
+    # its order; empty where classes come from the labels
+    classes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # repairs made while reading, one line each
 
     @property
     def labels(self) -> list[str | None] | None:

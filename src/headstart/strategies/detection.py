@@ -1,0 +1,92 @@
+"""Strategies for detectors: which parameter groups train, when, and at which learning rate.
+
+A detector's groups run input to output, the pre-trained backbone first and its last
+`head_groups` (the neck and head) last. The strategies are the classification ones carried over:
+- head-only: the backbone stays as pre-trained (feature extraction); the neck and head learn;
+- freeze-unfreeze: head-only for the first part of training, then everything, the backbone at a
+  tenth of the head's rate (fastai's fine_tune);
+- fine-tune: everything from the start, the backbone at a tenth of the head's rate;
+- from-scratch: the same architecture from random weights, every group at the full rate (the
+  control that shows what pre-training bought).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from ..errors import HeadstartError, did_you_mean
+
+BACKBONE_RATE = 0.1  # the pre-trained groups' learning rate relative to the head's
+
+
+class DetectionStrategy:
+    name: ClassVar[str] = ""
+    pretrained: ClassVar[bool] = True
+    summary: ClassVar[str] = ""
+
+    def rates(self, groups: int, head_groups: int, progress: float) -> list[float]:
+        """Learning-rate multiplier per group at `progress` (0..1 of training); 0: frozen."""
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return {"name": self.name, "summary": self.summary}
+
+
+class HeadOnly(DetectionStrategy):
+    name = "head-only"
+    summary = "backbone frozen as pre-trained; neck and detection head trained"
+
+    def rates(self, groups, head_groups, progress):
+        return [0.0] * (groups - head_groups) + [1.0] * head_groups
+
+
+class FineTune(DetectionStrategy):
+    name = "fine-tune"
+    summary = "every layer trained, the pre-trained backbone at a tenth of the head's rate"
+
+    def rates(self, groups, head_groups, progress):
+        return [BACKBONE_RATE] * (groups - head_groups) + [1.0] * head_groups
+
+
+class FreezeUnfreeze(DetectionStrategy):
+    name = "freeze-unfreeze"
+    summary = "head only for the first fifth of training, then every layer (backbone at 0.1x)"
+    frozen_part: ClassVar[float] = 0.2
+
+    def rates(self, groups, head_groups, progress):
+        if progress < self.frozen_part:
+            return HeadOnly().rates(groups, head_groups, progress)
+        return FineTune().rates(groups, head_groups, progress)
+
+
+class FromScratch(DetectionStrategy):
+    name = "from-scratch"
+    pretrained = False
+    summary = "the same architecture from random weights (the control)"
+
+    def rates(self, groups, head_groups, progress):
+        return [1.0] * groups
+
+
+DETECTION_STRATEGIES: dict[str, type[DetectionStrategy]] = {
+    cls.name: cls for cls in (HeadOnly, FreezeUnfreeze, FineTune, FromScratch)
+}
+ALIASES = {"frozen": "head-only", "linear-probe": "head-only", "mlp-head": "head-only"}
+# Chosen by `auto`: the best route on the raccoon benchmark (bench/detect.py, README figures).
+AUTO = "fine-tune"
+AUTO_REASON = "best mAP@0.5 of the four on bench/detect.py's raccoon runs"
+
+
+def get_detection_strategy(name: str) -> tuple[DetectionStrategy, str]:
+    """(strategy, reason it was chosen); 'auto' picks AUTO."""
+    if name == "auto":
+        return DETECTION_STRATEGIES[AUTO](), AUTO_REASON
+    key = ALIASES.get(name, name)
+    if key not in DETECTION_STRATEGIES:
+        known = ", ".join(["auto", *DETECTION_STRATEGIES])
+        raise HeadstartError(
+            f"Strategy {name!r} does not apply to detection."
+            f"{did_you_mean(name, list(DETECTION_STRATEGIES))} "
+            f"Detection strategies: {known}."
+        )
+    return DETECTION_STRATEGIES[key](), ""
