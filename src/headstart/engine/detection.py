@@ -193,11 +193,14 @@ class _DetectionModule(pl.LightningModule):
         return losses["loss"]
 
     def on_train_epoch_end(self) -> None:
-        self.detector.eval()
-        predicted = predict_items(self.detector, self.val_items, self.cfg.size)
-        self.detector.train()
-        metrics = self.task.score_predictions(predicted, [i.target for i in self.val_items])
         loss = self.trainer.callback_metrics.get("loss")
+        if not self.val_items:  # trained on everything: the last (annealed) epoch is kept
+            metrics = {"map50": float("nan"), "map": float("nan")}
+        else:
+            self.detector.eval()
+            predicted = predict_items(self.detector, self.val_items, self.cfg.size)
+            self.detector.train()
+            metrics = self.task.score_predictions(predicted, [i.target for i in self.val_items])
         row = {
             "epoch": self.current_epoch + 1,
             "seconds": round(time.perf_counter() - self.started, 1),
@@ -213,7 +216,7 @@ class _DetectionModule(pl.LightningModule):
                 flush=True,
             )
         score = metrics["map50"] if not math.isnan(metrics["map50"]) else -1.0
-        if score > self.best[0]:
+        if score >= self.best[0]:  # ties: the later epoch, further down the schedule
             state = {k: v.detach().clone() for k, v in self.detector.state_dict().items()}
             self.best = (score, state, row["epoch"])
         if self.cfg.patience and row["epoch"] - self.best[2] >= self.cfg.patience:
@@ -258,7 +261,7 @@ def train_detector(detector, strategy, task: Detection, train_items, val_items, 
     module.total_steps = max(1, len(loader) * cfg.epochs)
     callbacks = []
     if cfg.budget_seconds:
-        callbacks.append(StopAt(time.time() + cfg.budget_seconds))
+        callbacks.append(StopAt(time.monotonic() + cfg.budget_seconds))
     trainer = pl.Trainer(
         max_epochs=cfg.epochs,
         accelerator=_accelerator(cfg.device),

@@ -107,9 +107,11 @@ class ObjectDetector(BaseEstimator):
         facts = train_detector(self.detector_, strategy, self.task_, train, val_items, cfg)
         self.history_ = facts.pop("history")
         self.val_items_ = val_items
-        self.val_predictions_ = self._detect(val_items)
+        self.val_predictions_ = self._detect(val_items) if val_items else []
         truth = [i.target for i in val_items]
-        self.metrics_ = self.task_.score_predictions(self.val_predictions_, truth)
+        self.metrics_ = (
+            self.task_.score_predictions(self.val_predictions_, truth) if val_items else {}
+        )
         self.fit_info_ = {
             **facts,
             "n_train": len(train),
@@ -137,9 +139,11 @@ class ObjectDetector(BaseEstimator):
         if val is not None:
             held = self._read(val, classes=self.task_.classes).items
             return source.items, held, str(val)
+        if self.val_fraction == 0:  # few images: every one trains, the last epoch is kept
+            return list(source.items), [], "none (val_fraction 0: trained on every image)"
         if not 0 < self.val_fraction < 1:
             raise HeadstartError(
-                f"val_fraction must be between 0 and 1 when no validation data is given; got "
+                f"val_fraction must be in [0, 1) when no validation data is given; got "
                 f"{self.val_fraction}. Pass --val DATA, or a fraction such as 0.2."
             )
         items = list(source.items)
