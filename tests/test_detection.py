@@ -234,3 +234,68 @@ def test_cli_fit_evaluate_predict(boxes_data, tmp_path):
     assert "error" in rows[1]
     line = one_error_line(cli("fit", str(train), "--out", str(run), "--strategy", "lora"))
     assert "does not apply to detection" in line
+
+
+def test_rank_on_a_detection_set_scores_backbones_on_box_crops(boxes_data):
+    train, _ = boxes_data
+    run = ok(cli("rank", str(train), "--models", "efficientnet_lite0,random:efficientnet_lite0"))
+    assert "ranking on 12 box crops and 8 background crops" in run.stderr
+    assert "efficientnet_lite0" in run.stdout
+
+
+def test_compare_on_a_detection_set_fits_each_strategy(boxes_data, tmp_path):
+    train, val = boxes_data
+    out = tmp_path / "cmp"
+    run = ok(
+        cli(
+            "compare", str(train), "--val", str(val), "--out", str(out), "--model",
+            "efficientnet_lite0", "--strategies", "head-only,from-scratch", "--epochs", "1",
+        )
+    )  # fmt: skip
+    assert "head-only: map50" in run.stdout and "from-scratch: map50" in run.stdout
+    assert {"results.csv", "compare.png", "report.md"} <= {p.name for p in out.iterdir()}
+
+
+def test_augmentation_moves_the_boxes_with_the_pixels(tmp_path):
+    """Flips, crops, zoom-outs and the multi-scale letterbox keep a white square inside its
+    box: the bright pixels' extent matches the transformed box in every drawn sample (colour
+    changes left out: they move no pixel and would blur 'bright')."""
+    from torchvision.transforms import v2
+
+    from headstart.data.sources import Item
+    from headstart.engine.detection import _Batches, _Images
+
+    image = Image.new("RGB", (120, 80))
+    ImageDraw.Draw(image).rectangle([70, 20, 109, 59], fill=(255, 255, 255))
+    image.save(tmp_path / "a.png")
+    item = Item("a", tmp_path / "a.png", target=Boxes(((70, 20, 110, 60),), ("a",)))
+    data = _Images([item], Detection(["a"]), augment=True)
+    kept = [t for t in data.transform.transforms if not isinstance(t, v2.RandomPhotometricDistort)]
+    assert len(kept) == len(data.transform.transforms) - 1
+    data.transform = v2.Compose(kept)
+    batches = _Batches((64, 96, 128), training=True, seed=0)
+    torch.manual_seed(0)
+    for _ in range(25):
+        images, targets = batches([data[0]])
+        (x1, y1, x2, y2), bright = targets[0]["boxes"][0].tolist(), images[0].mean(0) > 0.75
+        rows, cols = torch.nonzero(bright, as_tuple=True)
+        found = (cols.min().item(), rows.min().item(), cols.max().item() + 1, rows.max().item() + 1)
+        assert found == pytest.approx((x1, y1, x2, y2), abs=2.5)
+
+
+def test_bad_boxes_are_reported_one_line_each(tmp_path):
+    train = write_voc(tmp_path / "train", 6)
+    xml = train / "annotations" / "img0.xml"
+    xml.write_text(xml.read_text().replace("<xmin>", "<xmin>-40").replace("-40", "-4", 1))
+    (train / "annotations" / "ghost.xml").write_text(
+        "<annotation><filename>ghost.jpg</filename><object><name>blue</name><bndbox><xmin>1"
+        "</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object></annotation>"
+    )
+    run = ok(
+        cli(
+            "fit", str(train), "--out", str(tmp_path / "run"), "--model", "efficientnet_lite0",
+            "--epochs", "1", "--size", str(SIDE), "--val-fraction", "0.34",
+        )
+    )  # fmt: skip
+    assert "image 'ghost.jpg' not found" in run.stderr
+    assert "img0.xml: 1 box outside the image clipped" in run.stderr

@@ -23,8 +23,8 @@ from headstart.tasks import (
 
 
 def test_registry_names_and_choices():
-    assert list(TASKS) == ["classification", "multilabel", "regression", "detection"]
-    assert task_choices() == ("auto", "classification", "multilabel", "regression", "detection")
+    assert list(TASKS) == ["classification", "detection", "multilabel", "regression"]
+    assert task_choices() == ("auto", "classification", "detection", "multilabel", "regression")
     assert pooled_tasks() == ("classification", "multilabel", "regression")
     assert type(get_task("multilabel", ["a", "b"])) is MultiLabel
     with pytest.raises(HeadstartError, match="'task' parameter"):

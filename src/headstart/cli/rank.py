@@ -46,10 +46,26 @@ def rank(
 ) -> None:
     """Rank candidate backbones (or --layers cuts) on DATA by LogME, LEEP, H-score, NCE and a quick
     cross-validated linear probe, against a no-transfer control; no training."""
+    import tempfile
+
     from ..data.sources import read_source
     from ..select.rank import Candidate, parse_candidates, rank_models
+    from ..tasks import own_estimator_task
 
-    source = read_source(data, text_col=text_col, label_col=label_col)
+    scratch = tempfile.TemporaryDirectory(prefix="headstart-crops-")
+    if own_estimator_task("auto", data) is not None:  # a detection set: rank on its box crops
+        from ..data.boxes import read_detection
+        from ..select.crops import object_crops
+
+        source = object_crops(read_detection(data), Path(scratch.name), seed, max_items)
+        if not as_json:
+            err.print(
+                f"detection set: ranking on {source.origin} (how well each backbone tells "
+                "the objects from the background and from each other)",
+                markup=False,
+            )
+    else:
+        source = read_source(data, text_col=text_col, label_col=label_col)
     extract = {"precision": precision, "device": device, "workers": workers}
     say = None if as_json else (lambda line: err.print(line, markup=False))
     if layers:

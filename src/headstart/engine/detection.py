@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -213,7 +214,7 @@ class _DetectionModule(pl.LightningModule):
             print(
                 f"epoch {row['epoch']}: loss {row['train_loss']:.3f}, val mAP@0.5 "
                 f"{row['val_map50']:.3f}, mAP {row['val_map']:.3f} ({row['seconds']:.0f} s)",
-                flush=True,
+                file=sys.stderr,
             )
         score = metrics["map50"] if not math.isnan(metrics["map50"]) else -1.0
         if score >= self.best[0]:  # ties: the later epoch, further down the schedule

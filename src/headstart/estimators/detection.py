@@ -12,6 +12,7 @@ feature pyramid on a bundled ImageNet backbone (offline, no extra weights).
 from __future__ import annotations
 
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -126,18 +127,20 @@ class ObjectDetector(BaseEstimator):
             self.save(run_dir)
         return self
 
-    def _read(self, data, classes=None) -> Source:
+    def _read(self, data, classes=None, where: str = "train") -> Source:
         source = data if isinstance(data, Source) else read_detection(data, classes=classes)
         if self.verbose:
-            for skip in source.skipped:
-                print(f"skipped: {skip.id}: {skip.reason}", flush=True)
-            for note in source.notes:
-                print(f"note: {note}", flush=True)
+            for kind, lines in (("skipped", source.skipped), ("note", source.notes)):
+                for line in lines[:10]:
+                    text = f"{line.id}: {line.reason}" if kind == "skipped" else line
+                    print(f"{kind} ({where}): {text}", file=sys.stderr)
+                if len(lines) > 10:
+                    print(f"... {len(lines) - 10} more ({kind}, {where})", file=sys.stderr)
         return source
 
     def _split(self, source: Source, val) -> tuple[list[Item], list[Item], str]:
         if val is not None:
-            held = self._read(val, classes=self.task_.classes).items
+            held = self._read(val, classes=self.task_.classes, where="val").items
             return source.items, held, str(val)
         if self.val_fraction == 0:  # few images: every one trains, the last epoch is kept
             return list(source.items), [], "none (val_fraction 0: trained on every image)"
@@ -166,7 +169,7 @@ class ObjectDetector(BaseEstimator):
                 print(
                     f"model: {OFFLINE_DETECTOR} with an FCOS head ({DEFAULT_DETECTOR}'s COCO "
                     f"weights are not fetched: headstart fetch {DEFAULT_DETECTOR})",
-                    flush=True,
+                    file=sys.stderr,
                 )
             return OFFLINE_DETECTOR
         return DEFAULT_DETECTOR
@@ -227,7 +230,7 @@ class ObjectDetector(BaseEstimator):
         """mAP@0.5, mAP@[.5:.95] (COCO), per-class AP and n on labelled data. `columns`
         (text_col, label_col: the classifiers' table columns) do not apply to detection sets."""
         self._check_fitted()
-        source = self._read(data, classes=self.task_.classes)
+        source = self._read(data, classes=self.task_.classes, where="evaluate")
         predicted = self._detect(source.items)
         return self.task_.score_predictions(predicted, [i.target for i in source.items])
 

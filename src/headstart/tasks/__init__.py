@@ -13,7 +13,7 @@ from .base import (
     task_choices,
 )
 from .classification import Classification
-from .detection import Detection  # noqa: I001  (registered after the pooled tasks)
+from .detection import Detection
 from .multilabel import MultiLabel
 from .regression import Regression
 
