@@ -299,3 +299,10 @@ def test_bad_boxes_are_reported_one_line_each(tmp_path):
     )  # fmt: skip
     assert "image 'ghost.jpg' not found" in run.stderr
     assert "img0.xml: 1 box outside the image clipped" in run.stderr
+
+
+def test_classifier_options_are_refused_for_detection(boxes_data, tmp_path):
+    train, _ = boxes_data
+    args = ("fit", str(train), "--out", str(tmp_path / "run"), "--per-class", "3", "--resume")
+    line = one_error_line(cli(*args))
+    assert "--per-class, --resume do not apply to detection" in line

@@ -25,6 +25,19 @@ def fit_detector(data: Path, out_dir: Path, val: Path | None, options: dict) -> 
     err.print(f"fit in {est.fit_info_['total_seconds']:.1f} s; wrote {out_dir}", markup=False)
 
 
+def refuse_options(given: dict) -> None:
+    """A classifier option given for a detection fit is an error, not silently ignored."""
+    from ..errors import HeadstartError
+
+    used = [name for name, value in given.items() if value is not None]
+    if used:
+        raise HeadstartError(
+            f"{', '.join(used)} {'does' if len(used) == 1 else 'do'} not apply to detection (DATA "
+            "is a detection set). Drop it; detection takes --model, --strategy, --epochs, "
+            "--budget, --size, --lr, --batch-size, --patience, --weights, --device, --val."
+        )
+
+
 def print_boxes(rows: list[dict]) -> None:
     """One line per box: input, label, score, box; 'no boxes' or the error otherwise."""
     for row in rows:

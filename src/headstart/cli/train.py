@@ -86,8 +86,21 @@ def fit(
     from ..tasks import own_estimator_task
 
     if own_estimator_task(task, data) is not None:  # detection: a whole detector is trained
-        from .detect import fit_detector
+        from .detect import fit_detector, refuse_options
 
+        refuse_options(
+            {
+                "--per-class": per_class,
+                "--text-col": text_col,
+                "--label-col": label_col,
+                "--lr-decay": lr_decay,
+                "--l2sp": l2sp or None,
+                "--label-smoothing": None if label_smoothing == 0.1 else label_smoothing,
+                "--resume": resume or None,
+                "--preprocess": preprocess,
+                "--precision": None if precision == "auto" else precision,
+            }
+        )
         options = dict(model=model, strategy=strategy, epochs=epochs, size=size, seed=seed)
         options.update(lr=lr, patience=patience or 0, budget=budget)
         options.update(weights=str(weights) if weights else None, device=device)

@@ -97,7 +97,7 @@ class ObjectDetector(BaseEstimator):
             size=size,
             epochs=self.epochs,
             batch_size=self.batch_size,
-            lr=self.lr or _default_lr(self.detector_spec_, strategy),
+            lr=self.lr or self.detector_.default_lr(strategy.pretrained),
             seed=self.seed,
             augment=self.augment,
             budget_seconds=parse_budget(self.budget) if self.budget else None,
@@ -280,13 +280,6 @@ class ObjectDetector(BaseEstimator):
         est.fit_info_, est.history_ = spec.fit, spec.history
         est.skipped_, est.val_items_, est.val_predictions_ = [], [], []
         return est
-
-
-def _default_lr(spec: dict, strategy) -> float:
-    # YOLOX's BatchNorm is folded into its convolutions: large steps wreck the COCO features
-    if spec["route"] == "yolox" and strategy.pretrained:
-        return 5e-4
-    return 1e-3
 
 
 def _check_size(size: int) -> None:

@@ -71,6 +71,10 @@ class Detector(nn.Module):
     def param_groups(self) -> list[tuple[str, list[nn.Parameter]]]:
         raise NotImplementedError
 
+    def default_lr(self, pretrained: bool) -> float:
+        """AdamW's peak learning rate for the head (the strategy scales the backbone's)."""
+        return 1e-3
+
     def detect(self, images: torch.Tensor, score_threshold: float = SCORE_THRESHOLD) -> list[dict]:
         raise NotImplementedError
 
@@ -207,6 +211,10 @@ class YOLOXDetector(Detector):
         self.model = build_yolox_nano(onnx_file, num_classes)
         self.loss = YOLOXLoss(num_classes)
         self.num_classes = num_classes
+
+    def default_lr(self, pretrained: bool) -> float:
+        # BatchNorm is folded into the COCO convolutions: large steps wreck their features
+        return 5e-4 if pretrained else 1e-3
 
     @staticmethod
     def _input(images: torch.Tensor) -> torch.Tensor:

