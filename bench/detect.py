@@ -4,9 +4,9 @@
     python bench/detect.py --parts routes --budget 1200     # 20 minutes per route
     python bench/detect.py --parts few,speed
 
-Split: images 1-160 train, 161-200 test (the data README's). A fit on the 160 holds out 15% of
-them for choosing the best epoch; the 20-image fits train on all 20 and keep the last epoch (the
-learning rate has annealed by then). The test images are only scored at the end.
+Split: images 1-160 train, 161-200 test (the data README's). Every fit holds out 15% of its
+training images (24 of 160; 3 of 20) for choosing the best epoch; the test images are only scored
+at the end.
 Parts:
 - routes: yolox_nano (COCO-pretrained, class convs replaced) fine-tuned; FCOS + FPN on the
   bundled efficientnet_lite0; the YOLOX-Nano architecture from random weights (the control).

@@ -79,13 +79,13 @@ class ObjectDetector(BaseEstimator):
         started = time.perf_counter()
         if self.epochs < 1:
             raise HeadstartError(f"epochs must be at least 1; got {self.epochs}.")
-        strategy, reason = get_detection_strategy(self.strategy)
+        model = self.model or self._default_model()
+        self.detector_spec_ = detector_spec(model)
+        strategy, reason = get_detection_strategy(self.strategy, self.detector_spec_["route"])
         source = self._read(data)
         self.task_ = Detection.from_source(source)
         train, val_items, where = self._split(source, val)
         self.skipped_ = list(source.skipped)
-        model = self.model or self._default_model()
-        self.detector_spec_ = detector_spec(model)
         size = self.size or self.detector_spec_["size"]
         _check_size(size)
         self.detector_spec_["size"] = size
