@@ -156,7 +156,7 @@ def test_unfetched_coco_weights_say_how_to_fetch(boxes_data, tmp_path, monkeypat
 
 @needs_onnx
 def test_fetch_checks_the_pinned_sha256(tmp_path, monkeypatch):
-    from headstart.zoo.detectors import DETECTORS, detector_weights
+    from headstart.zoo.detector_entries import DETECTORS, detector_weights
     from headstart.zoo.fetch import fetch
 
     monkeypatch.setenv("HEADSTART_MODELS", str(tmp_path / "models"))

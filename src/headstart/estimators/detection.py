@@ -74,7 +74,8 @@ class ObjectDetector(BaseEstimator):
     def fit(self, data, val=None, run_dir=None) -> ObjectDetector:
         from ..auto.budget import parse_budget
         from ..engine.detection import DetectionConfig, train_detector
-        from ..zoo.detectors import build_detector, detector_spec
+        from ..zoo.detector_entries import detector_spec
+        from ..zoo.detectors import build_detector
 
         started = time.perf_counter()
         if self.epochs < 1:
@@ -160,7 +161,7 @@ class ObjectDetector(BaseEstimator):
         return items[cut:], items[:cut], f"{cut} images held out ({self.val_fraction:.0%})"
 
     def _default_model(self) -> str:
-        from ..zoo.detectors import detector_weights
+        from ..zoo.detector_entries import detector_weights
 
         try:
             detector_weights(DEFAULT_DETECTOR, self.weights)

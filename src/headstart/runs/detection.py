@@ -63,7 +63,7 @@ def detection_spec(est) -> RunSpec:
 def _pretrained_id(est) -> str:
     if not est.strategy_.pretrained:
         return "random-init"
-    from ..zoo.detectors import DETECTORS
+    from ..zoo.detector_entries import DETECTORS
 
     model = est.detector_spec_["model"]
     if model in DETECTORS:

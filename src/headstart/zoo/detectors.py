@@ -16,49 +16,17 @@ detection head (and neck) a strategy trains first.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..errors import HeadstartError
-from .config import WeightSource
+from .detector_entries import detector_weights
 
 SCORE_THRESHOLD = 0.01  # low, as COCO evaluation wants; predict filters higher (see estimator)
 NMS_THRESHOLD = 0.6
 MAX_DETECTIONS = 100
-
-
-@dataclass(frozen=True)
-class DetectorEntry:
-    """A whole pre-trained detector: where its weights come from and how it is fed."""
-
-    name: str
-    size: int  # the side it was trained at, and the default for fine-tuning
-    weights: WeightSource
-    file_name: str
-    about: str
-    parameters: int
-    size_mb: int = 4
-
-    @property
-    def fetch(self):
-        from .fetch import UrlFile
-
-        sha = self.weights.sha256 or ""
-        return UrlFile(self.weights.location, self.name, self.file_name, sha, self.size_mb)
-
-
-YOLOX_URL = "https://github.com/Kazuhito00/YOLOX-ONNX-TFLite-Sample/raw/main/model/yolox_nano.onnx"
-YOLOX_SHA256 = "695e750a5d5754bb5a8d5325643b59282191a7e7a564e435a415fd3c578eab14"
-
-DETECTORS: dict[str, DetectorEntry] = {}
-
-
-def register_detector(entry: DetectorEntry) -> DetectorEntry:
-    DETECTORS[entry.name] = entry
-    return entry
 
 
 class Detector(nn.Module):
@@ -236,50 +204,9 @@ class YOLOXDetector(Detector):
         return {"route": self.route}
 
 
-register_detector(
-    DetectorEntry(
-        name="yolox_nano",
-        size=416,
-        weights=WeightSource("url", YOLOX_URL, YOLOX_SHA256, "Apache-2.0 (Megvii YOLOX)"),
-        file_name="yolox_nano.onnx",
-        about="YOLOX-Nano, COCO 80 classes (mAP@[.5:.95] 25.8), ONNX export of the original",
-        parameters=910_000,
-    )
-)
-
-
-def detector_weights(name: str, weights: str | Path | None) -> Path:
-    """The ONNX file of a whole pre-trained detector: --weights, else the fetched copy."""
-    from .weights import check_sha256
-
-    entry = DETECTORS[name]
-    if weights:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise HeadstartError(f"Weights file '{path}' does not exist. Check --weights.")
-        return path
-    path = entry.fetch.weights
-    if not path.is_file():
-        raise HeadstartError(
-            f"The COCO weights of {name!r} are not fetched yet (looked for '{path}'). Fetch them "
-            f"once: headstart fetch {name} (about 4 MB from GitHub), or pass --weights FILE; or "
-            "train the offline route: --model efficientnet_lite0."
-        )
-    fix = f"Fetch them again: headstart fetch {name} --force."
-    check_sha256(path, entry.weights.sha256, f"Weights file '{path}' for {name!r}", fix)
-    return path
-
-
 def build_detector(spec: dict, num_classes: int, pretrained: bool, weights=None) -> Detector:
     """The detector a run's spec names ({"route", "model", ...}), pre-trained or random."""
     if spec["route"] == "yolox":
         onnx = detector_weights(spec["model"], weights) if pretrained else None
         return YOLOXDetector(num_classes, onnx)
     return build_fcos(spec["model"], num_classes, pretrained=pretrained, weights=weights)
-
-
-def detector_spec(model: str) -> dict:
-    """{"route", "model", "size"} for a model name: a whole detector, else FCOS on a backbone."""
-    if model in DETECTORS:
-        return {"route": "yolox", "model": model, "size": DETECTORS[model].size}
-    return {"route": "fcos", "model": model, "size": 416}
