@@ -678,6 +678,11 @@ class TransferEstimator(AutoFit, ClassifierMixin, BaseEstimator):
         self._check_fitted()
         return save_run(self, Path(run_dir))
 
+    def write_artifacts(self, run_dir: Path) -> None:
+        from ..runs.artifacts import write_artifacts
+
+        write_artifacts(self, run_dir)
+
     @classmethod
     def load(cls, run_dir) -> TransferEstimator:
         from ..runs.store import load_run

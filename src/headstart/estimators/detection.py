@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 from sklearn.base import BaseEstimator
 
 from ..data.boxes import read_detection
@@ -246,10 +247,25 @@ class ObjectDetector(BaseEstimator):
     # -- runs --------------------------------------------------------------------------------
 
     def save(self, run_dir) -> Path:
-        from ..runs.detection import save_detection_run
+        from ..runs.store import save_run
 
         self._check_fitted()
-        return save_detection_run(self, Path(run_dir))
+        return save_run(self, Path(run_dir))
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """What model.safetensors holds: the whole detector's state."""
+        state = self.detector_.state_dict()
+        return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+    def to_spec(self):
+        from ..runs.detection import detection_spec
+
+        return detection_spec(self)
+
+    def write_artifacts(self, run_dir: Path) -> None:
+        from ..runs.detection import write_detection_artifacts
+
+        write_detection_artifacts(self, run_dir)
 
     @classmethod
     def load(cls, run_dir) -> ObjectDetector:

@@ -105,6 +105,7 @@ class Modality:
     column_hint: ClassVar[str] = ""  # how to name the column on the command line
     fallback: ClassVar[bool] = False  # what values given in Python are when nothing else claims
     typed_inputs: ClassVar[bool] = False  # inputs can be typed on the command line (--text)
+    feature_maps: ClassVar[bool] = False  # its backbones give spatial maps a detector reads
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

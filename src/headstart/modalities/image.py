@@ -20,6 +20,7 @@ class ImageModality(FileModality):
     estimator = "ImageClassifier"
     default_model = "efficientnet_lite0"
     control_strategy = "pixels"
+    feature_maps = True
     # measured here: freeze-unfreeze over the probe, hymenoptera 0.948 -> 0.948, grey-scale
     # digits at 30 per class 0.812 -> 0.815: about nothing, so only where nothing else is offered
     auto_gains = {("freeze-unfreeze", "many"): (0.3, "head first, then the backbone")}

@@ -1,32 +1,15 @@
-"""A detector's run directory: the same safetensors + config.json as every run, and the figures a
-detection run is judged by (precision-recall at IoU 0.5, a sheet of validation images with true
-and predicted boxes, training curves) in report.md."""
+"""What a detector's run directory holds besides what runs/store.save_run writes for every run:
+its RunSpec, and the figures a detection run is judged by (precision-recall at IoU 0.5, a sheet
+of validation images with true and predicted boxes, training curves) in report.md."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from safetensors.torch import save_file
-
-from ..files import atomic_path
-from ..zoo.weights import sha256_file
 from .spec import BackboneSpec, RunSpec, _jsonable
-from .store import CONFIG, METRICS, WEIGHTS, versions, write_json
+from .store import versions
 
 SHEET_IMAGES = 12
-
-
-def save_detection_run(est, run_dir: Path) -> Path:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in est.detector_.state_dict().items()}
-    with atomic_path(run_dir / WEIGHTS) as tmp:
-        save_file(state, str(tmp))
-    spec = detection_spec(est)
-    spec.files = {WEIGHTS: sha256_file(run_dir / WEIGHTS)}
-    write_json(run_dir / CONFIG, spec.to_json())
-    write_json(run_dir / METRICS, est.metrics_)
-    write_detection_artifacts(est, run_dir)
-    return run_dir
 
 
 def detection_spec(est) -> RunSpec:

@@ -45,9 +45,7 @@ def save_run(est, run_dir: Path) -> Path:
     spec.files = {WEIGHTS: sha256_file(run_dir / WEIGHTS), **extra}
     write_json(run_dir / CONFIG, spec.to_json())
     write_json(run_dir / METRICS, est.metrics_)
-    from .artifacts import write_artifacts
-
-    write_artifacts(est, run_dir)
+    est.write_artifacts(run_dir)  # plots and report.md, by task
     return run_dir
 
 

@@ -31,6 +31,11 @@ class DetectionStrategy:
     def describe(self) -> dict:
         return {"name": self.name, "summary": self.summary}
 
+    def saved_files(self, folder) -> dict[str, str]:
+        """Files a run holds besides the weights and config: none (save_run asks every
+        strategy)."""
+        return {}
+
 
 class HeadOnly(DetectionStrategy):
     name = "head-only"

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import HeadstartError
-from .detector_entries import detector_weights
+from .detector_entries import DETECTORS, detector_weights
 
 SCORE_THRESHOLD = 0.01  # low, as COCO evaluation wants; predict filters higher (see estimator)
 NMS_THRESHOLD = 0.6
@@ -152,10 +152,11 @@ def _no_resize(image, target=None):
 def build_fcos(
     backbone_name: str, num_classes: int, pretrained: bool = True, weights=None
 ) -> FCOSDetector:
+    from ..modalities import get_modality
     from .registry import build, get_entry
 
     entry = get_entry(backbone_name)
-    if entry.modality != "image":
+    if not get_modality(entry.modality).feature_maps:
         raise HeadstartError(
             f"Model {backbone_name!r} is {entry.modality}; a detector needs an image backbone "
             "(efficientnet_lite0, or yolox_nano for a COCO-pretrained detector)."
@@ -206,7 +207,7 @@ class YOLOXDetector(Detector):
 
 def build_detector(spec: dict, num_classes: int, pretrained: bool, weights=None) -> Detector:
     """The detector a run's spec names ({"route", "model", ...}), pre-trained or random."""
-    if spec["route"] == "yolox":
+    if spec["model"] in DETECTORS:  # a whole pre-trained detector (YOLOX-Nano)
         onnx = detector_weights(spec["model"], weights) if pretrained else None
         return YOLOXDetector(num_classes, onnx)
     return build_fcos(spec["model"], num_classes, pretrained=pretrained, weights=weights)
