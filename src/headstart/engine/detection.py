@@ -9,13 +9,9 @@ Validation scores mAP@0.5 after each epoch; the best epoch's weights are kept.
 
 from __future__ import annotations
 
-import math
 import random
-import sys
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -24,26 +20,15 @@ from ..data.images import load_rgb
 from ..data.sources import Item
 from ..errors import HeadstartError, UnreadableItem
 from ..tasks.detection import Detection
-from .train import StopAt, _accelerator, _quiet_warnings, warmup_cosine
+from .whole import WholeModelConfig, WholeModelModule, fit_whole_model, seed_everything
 
 PAD = 114  # YOLOX's letterbox grey
 
 
 @dataclass
-class DetectionConfig:
+class DetectionConfig(WholeModelConfig):
     size: int = 416
-    epochs: int = 30
-    batch_size: int = 8
-    lr: float = 1e-3
-    weight_decay: float = 5e-4
-    seed: int = 0
-    augment: bool = True
     multiscale: tuple[int, ...] = ()  # sides to draw from per batch; () = size +- 96 by 32
-    budget_seconds: float | None = None  # training stops here, keeping the best epoch
-    device: str = "auto"
-    patience: int = 0  # epochs without a better val mAP@0.5 before stopping; 0: never
-    verbose: bool = True
-    log: list = field(default_factory=list)
 
     def sides(self) -> tuple[int, ...]:
         if self.multiscale:
@@ -147,108 +132,26 @@ class _Batches:
 # ---- the Lightning module ----------------------------------------------------------------
 
 
-class _DetectionModule(pl.LightningModule):
+class _DetectionModule(WholeModelModule):
     def __init__(self, detector, strategy, task: Detection, val_items, cfg: DetectionConfig):
-        super().__init__()
-        self.detector, self.strategy, self.task, self.cfg = detector, strategy, task, cfg
-        self.val_items = val_items
-        self.groups = detector.param_groups()
-        self.started = 0.0
-        self.total_steps = 1
-        self.best: tuple[float, dict | None, int] = (-1.0, None, -1)
-        self.history: list[dict] = []
-        self.rates = self.apply_strategy()
+        super().__init__(detector, strategy, cfg)
+        self.task, self.val_items = task, val_items
 
-    def progress(self) -> float:
-        by_steps = self.global_step / max(self.total_steps, 1)
-        if self.cfg.budget_seconds and self.started:
-            return min(
-                1.0, max(by_steps, (time.perf_counter() - self.started) / self.cfg.budget_seconds)
-            )
-        return min(1.0, by_steps)
-
-    def apply_strategy(self) -> list[float]:
-        rates = self.strategy.rates(len(self.groups), self.detector.head_groups, self.progress())
-        for (_, params), rate in zip(self.groups, rates, strict=True):
-            for param in params:
-                param.requires_grad_(rate > 0)
-        if self.strategy.pretrained:  # keep ImageNet BatchNorm statistics: batches are small
-            for module in self.detector.modules():
-                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                    module.eval()
-        return rates
-
-    def on_train_epoch_start(self) -> None:
-        if not self.started:
-            self.started = time.perf_counter()
-        self.rates = self.apply_strategy()
-
-    def training_step(self, batch, batch_idx: int):
+    def loss(self, batch) -> torch.Tensor:
         images, targets = batch
-        losses = self.detector(images, targets)
-        if not torch.isfinite(losses["loss"]):
-            raise HeadstartError(
-                "The detection loss became infinite or NaN: lower --lr (e.g. by 10x) and run again."
-            )
-        self.log("loss", losses["loss"].detach(), prog_bar=True, batch_size=len(images))
-        return losses["loss"]
+        return self.model(images, targets)["loss"]
 
-    def on_train_epoch_end(self) -> None:
-        loss = self.trainer.callback_metrics.get("loss")
+    def validate(self) -> tuple[float, dict]:
         if not self.val_items:  # trained on everything: the last (annealed) epoch is kept
-            metrics = {"map50": float("nan"), "map": float("nan")}
-        else:
-            self.detector.eval()
-            predicted = predict_items(self.detector, self.val_items, self.cfg.size)
-            self.detector.train()
-            metrics = self.task.score_predictions(predicted, [i.target for i in self.val_items])
-        row = {
-            "epoch": self.current_epoch + 1,
-            "seconds": round(time.perf_counter() - self.started, 1),
-            "train_loss": float(loss) if loss is not None else float("nan"),
-            "val_map50": metrics["map50"],
-            "val_map": metrics["map"],
-        }
-        self.history.append(row)
-        if self.cfg.verbose:
-            print(
-                f"epoch {row['epoch']}: loss {row['train_loss']:.3f}, val mAP@0.5 "
-                f"{row['val_map50']:.3f}, mAP {row['val_map']:.3f} ({row['seconds']:.0f} s)",
-                file=sys.stderr,
-            )
-        score = metrics["map50"] if not math.isnan(metrics["map50"]) else -1.0
-        if score >= self.best[0]:  # ties: the later epoch, further down the schedule
-            state = {k: v.detach().clone() for k, v in self.detector.state_dict().items()}
-            self.best = (score, state, row["epoch"])
-        if self.cfg.patience and row["epoch"] - self.best[2] >= self.cfg.patience:
-            self.trainer.should_stop = True
-
-    def configure_optimizers(self):
-        params = [{"params": p, "name": name} for name, p in self.groups]
-        optimizer = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
-        warm = warmup_cosine(self.total_steps, min(0.1, 100 / max(self.total_steps, 1)))
-
-        def factor(index: int):
-            # progress in time when a budget binds, so the rate is annealed when time runs out;
-            # times the strategy's rate for the group (0: frozen this epoch)
-            return lambda step: (
-                warm(max(step, int(self.progress() * self.total_steps))) * (self.rates[index])
-            )
-
-        lambdas = [factor(i) for i in range(len(params))]
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+            return float("nan"), {"val_map50": float("nan"), "val_map": float("nan")}
+        predicted = predict_items(self.model, self.val_items, self.cfg.size)
+        metrics = self.task.score_predictions(predicted, [i.target for i in self.val_items])
+        return metrics["map50"], {"val_map50": metrics["map50"], "val_map": metrics["map"]}
 
 
 def train_detector(detector, strategy, task: Detection, train_items, val_items, cfg) -> dict:
     """Train in place; restores the best epoch's weights. Returns fit facts and the history."""
-    _quiet_warnings()
-    torch.set_flush_denormal(True)  # random-init YOLOX drifts into denormals: 5-40x slower on CPU
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    torch.manual_seed(cfg.seed)
+    seed_everything(cfg.seed)
     data = _Images(train_items, task, cfg.augment)
     loader = DataLoader(
         data,
@@ -259,37 +162,9 @@ def train_detector(detector, strategy, task: Detection, train_items, val_items, 
         num_workers=0,
     )
     module = _DetectionModule(detector, strategy, task, val_items, cfg)
-    module.total_steps = max(1, len(loader) * cfg.epochs)
-    callbacks = []
-    if cfg.budget_seconds:
-        callbacks.append(StopAt(time.monotonic() + cfg.budget_seconds))
-    trainer = pl.Trainer(
-        max_epochs=cfg.epochs,
-        accelerator=_accelerator(cfg.device),
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        callbacks=callbacks,
-        deterministic=False,
-    )
-    started = time.perf_counter()
-    trainer.fit(module, loader)
-    seconds = time.perf_counter() - started
-    score, state, epoch = module.best
-    if state is not None:
-        detector.load_state_dict(state)
-    detector.eval()
-    return {
-        "train_seconds": round(seconds, 1),
-        "epochs_run": len(module.history),
-        "best_epoch": epoch,
-        "best_val_map50": score,
-        "history": module.history,
-    }
+    facts = fit_whole_model(module, loader, cfg)
+    facts["best_val_map50"] = facts.pop("best_score")
+    return facts
 
 
 # ---- inference -----------------------------------------------------------------------------

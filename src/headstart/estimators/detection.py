@@ -22,7 +22,7 @@ from sklearn.base import BaseEstimator
 from ..data.boxes import read_detection
 from ..data.sources import Item, Source
 from ..errors import HeadstartError, UnreadableItem
-from ..strategies.detection import get_detection_strategy
+from ..strategies.whole import get_whole_model_strategy
 from ..tasks.detection import Detection
 from .base import NotFittedError, fingerprint
 
@@ -83,7 +83,7 @@ class ObjectDetector(BaseEstimator):
             raise HeadstartError(f"epochs must be at least 1; got {self.epochs}.")
         model = self.model or self._default_model()
         self.detector_spec_ = detector_spec(model)
-        strategy, reason = get_detection_strategy(self.strategy, self.detector_spec_["route"])
+        strategy, reason = get_whole_model_strategy(self.strategy, self.detector_spec_["route"])
         source = self._read(data)
         self.task_ = Detection.from_source(source)
         train, val_items, where = self._split(source, val)
@@ -276,7 +276,7 @@ class ObjectDetector(BaseEstimator):
     @classmethod
     def from_spec(cls, spec, state: dict, run_dir: Path | None = None) -> ObjectDetector:
         """The fitted detector a RunSpec and its tensors describe (no code is unpickled)."""
-        from ..strategies.detection import DETECTION_STRATEGIES
+        from ..strategies.whole import WHOLE_MODEL_STRATEGIES
         from ..zoo.detectors import build_detector
 
         names = cls._get_param_names()
@@ -291,7 +291,7 @@ class ObjectDetector(BaseEstimator):
                 f"{len(unexpected)} unexpected tensors). Re-run fit."
             )
         est.detector_.eval()
-        est.strategy_ = DETECTION_STRATEGIES[spec.strategy["name"]]()
+        est.strategy_ = WHOLE_MODEL_STRATEGIES[spec.strategy["name"]]()
         est.strategy_name_ = spec.strategy["name"]
         est.strategy_reason_ = spec.strategy.get("reason", "")
         est.fit_info_, est.history_ = spec.fit, spec.history
