@@ -120,7 +120,9 @@ def detection_layout(path: str | os.PathLike) -> str | None:
         return "coco" if _is_coco_json(path) else None
     if not path.is_dir():
         return None
-    if (path / "images").is_dir() and (path / "labels").is_dir():
+    labels = path / "labels"
+    # labels/*.png are masks (a segmentation set), labels/*.txt YOLO boxes
+    if (path / "images").is_dir() and labels.is_dir() and not _holds_image_files(labels):
         return "yolo"
     if _voc_xml_dir(path) is not None:
         return "voc"
@@ -378,6 +380,11 @@ def _orientation(img: Image.Image) -> int:
 
 
 # ---- Pascal VOC ----------------------------------------------------------------------------
+
+
+def _holds_image_files(folder: Path) -> bool:
+    with os.scandir(folder) as entries:
+        return any(Path(e.name).suffix.lower() in IMAGE_SUFFIXES for e in entries)
 
 
 def _voc_xml_dir(root: Path) -> Path | None:

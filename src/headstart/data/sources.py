@@ -22,7 +22,8 @@ from headstart.errors import HeadstartError, did_you_mean
 if TYPE_CHECKING:  # imported where a table is read: an image folder needs no pandas
     import pandas as pd
 
-    from .boxes import Boxes  # boxes.py imports this module
+    from .boxes import Boxes  # boxes.py and masks.py import this module
+    from .masks import Mask
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
 LABEL_COLUMN = "label"
@@ -36,7 +37,7 @@ class Item:
     label: str | None = None  # the raw label as read (multi-label: 'a|b')
     # the typed target the task parses from `label` (class name, set of names, number), or the
     # boxes a detection set's annotations give; set by the estimator once the task is known
-    target: str | frozenset[str] | float | Boxes | None = None
+    target: str | frozenset[str] | float | Boxes | Mask | None = None
 
 
 @dataclass
