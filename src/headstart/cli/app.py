@@ -83,6 +83,11 @@ def print_detectors() -> None:
         "FCOS head (offline).",
         markup=False,
     )
+    out.print(
+        "Segmentation (--task segmentation): a U-Net decoder on any image backbone above "
+        "(default efficientnet_lite0, offline); grey images use the encoder's RGB filters.",
+        markup=False,
+    )
 
 
 def print_models(rows: list[dict], console=None) -> None:

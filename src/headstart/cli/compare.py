@@ -50,17 +50,18 @@ def compare(
 ) -> None:
     """Fit every strategy at every labels-per-class size with every seed; write results.csv,
     learning_curve.png, cost.png and report.md to --out. A rerun reuses finished cells.
-    A detection set: each strategy once, with the same model and budget."""
+    A detection or segmentation set: each strategy once, with the same model and budget."""
     from ..compare import compare as run_compare
     from ..tasks import own_estimator_task
 
-    if own_estimator_task("auto", data) is not None:
-        from .detect import compare_detection
+    own = own_estimator_task("auto", data)
+    if own is not None:
+        from .whole import compare_whole
 
         chosen = [s.strip() for s in strategies.split(",") if s.strip()] if strategies else None
         options = {"val": val, "strategies": chosen, "model": model, "epochs": epochs}
         options.update(budget=budget, val_fraction=val_fraction)
-        compare_detection(data, out_dir, options)
+        compare_whole(own, data, out_dir, options)
         return
 
     with _grid_progress() as progress:

@@ -53,15 +53,13 @@ def rank(
     from ..tasks import own_estimator_task
 
     scratch = tempfile.TemporaryDirectory(prefix="headstart-crops-")
-    if own_estimator_task("auto", data) is not None:  # a detection set: rank on its box crops
-        from ..data.boxes import read_detection
-        from ..select.crops import object_crops
-
-        source = object_crops(read_detection(data), Path(scratch.name), seed, max_items)
+    own = own_estimator_task("auto", data)
+    if own is not None:  # detection, segmentation: rank on crops labelled by what they show
+        source = own.ranking_crops(data, Path(scratch.name), seed, max_items)
         if not as_json:
             err.print(
-                f"detection set: ranking on {source.origin} (how well each backbone tells "
-                "the objects from the background and from each other)",
+                f"{own.name} set: ranking on {source.origin} (how well each backbone tells "
+                "the classes apart in crops of the images)",
                 markup=False,
             )
     else:

@@ -12,7 +12,10 @@ from ..errors import HeadstartError
 from ..predict import records
 from .console import DEVICE_HELP, PRECISION_HELP, PREPROCESS_HELP, err, out, parse_settings
 
-TASK_HELP = "auto, classification, multilabel, regression, detection (VOC, COCO, YOLO sets)."
+TASK_HELP = (
+    "auto, classification, multilabel, regression, detection (VOC, COCO, YOLO sets), "
+    "segmentation (images with masks, NIfTI or DICOM with label volumes)."
+)
 TEXT_COL_HELP = "Text column of a table (default: text, else sentence)."
 LABEL_COL_HELP = "Label column of a table (default: label)."
 BUDGET_HELP = (
@@ -78,17 +81,22 @@ def fit(
     budget: Annotated[str | None, typer.Option(help=BUDGET_HELP)] = None,
     preprocess: Annotated[str | None, typer.Option(help=PREPROCESS_HELP)] = None,
     size: Annotated[
-        int | None, typer.Option(help="Detection: side images are letterboxed to (416).")
+        int | None,
+        typer.Option(
+            help="Detection: side images are letterboxed to (416); segmentation: crop (256)."
+        ),
     ] = None,
 ) -> None:
     """Fit a new head (and, by strategy, the backbone) on DATA; write RUN_DIR."""
     from ..data.sources import read_source
     from ..tasks import own_estimator_task
 
-    if own_estimator_task(task, data) is not None:  # detection: a whole detector is trained
-        from .detect import fit_detector, refuse_options
+    own = own_estimator_task(task, data)
+    if own is not None:  # detection, segmentation: a whole model is trained
+        from .whole import fit_whole, refuse_options
 
         refuse_options(
+            own,
             {
                 "--per-class": per_class,
                 "--text-col": text_col,
@@ -99,15 +107,13 @@ def fit(
                 "--resume": resume or None,
                 "--preprocess": preprocess,
                 "--precision": None if precision == "auto" else precision,
-            }
+            },
         )
         options = dict(model=model, strategy=strategy, epochs=epochs, size=size, seed=seed)
-        options.update(lr=lr, patience=patience or 0, budget=budget)
+        options.update(lr=lr, patience=patience or 0, budget=budget, batch_size=batch_size)
         options.update(weights=str(weights) if weights else None, device=device)
         options.update(augment=not no_augment, val_fraction=val_fraction)
-        if batch_size:
-            options["batch_size"] = batch_size
-        fit_detector(data, out_dir, val, options)
+        fit_whole(own, data, out_dir, val, options)
         return
     source = read_source(data, text_col=text_col, label_col=label_col)
     estimator_cls = _estimator_for(source.modality)
@@ -202,14 +208,24 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json")] = False,
     text_col: Annotated[str | None, typer.Option(help=RUN_TEXT_COL)] = None,
     task: Annotated[str | None, typer.Option(help="Check the run's task: " + TASK_HELP)] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Segmentation: folder for masks and overlays (./masks)."),
+    ] = None,
 ) -> None:
-    """Label and probability for each input; an unreadable input gets an error entry."""
+    """Label and probability for each input; an unreadable input gets an error entry.
+    Segmentation runs write a mask (PNG, or NIfTI for volumes) and an overlay PNG per input."""
     from ..data.sources import source_from_paths
     from ..modalities import get_modality
 
     est = load_any(run_dir)
     _check_task(est, task, run_dir)
     inputs, text = inputs or [], text or []
+    if hasattr(est, "write_predictions"):  # segmentation: masks are files, not labels
+        from .segment import predict_masks
+
+        predict_masks(est, inputs, out_dir or Path("masks"), as_json)
+        return
     modality = get_modality(est.modality)
     if modality.typed_inputs:  # texts: typed with --text, or rows of tables
         _predict_texts(est, inputs, text, as_json, text_col)
@@ -327,7 +343,8 @@ def load_any(run_dir: Path):
 
 
 def metrics_line(metrics: dict, where: str) -> str:
-    keys = ("accuracy", "macro_f1", "micro_f1", "mAP", "map50", "map", "mse", "mae", "r2", "n")
+    keys = ("accuracy", "macro_f1", "micro_f1", "mAP", "map50", "map", "dice", "iou")
+    keys += ("pixel_accuracy", "mse", "mae", "r2", "n")
     shown = ", ".join(
         f"{k} {metrics[k]:.4f}" if isinstance(metrics[k], float) else f"{k} {metrics[k]}"
         for k in keys

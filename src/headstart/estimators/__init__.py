@@ -5,6 +5,7 @@ from .base import NotFittedError, TransferEstimator
 from .detection import ObjectDetector
 from .embedder import Embedder
 from .image import ImageClassifier
+from .segmentation import Segmenter
 from .text import TextClassifier
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "ImageClassifier",
     "NotFittedError",
     "ObjectDetector",
+    "Segmenter",
     "TextClassifier",
     "TransferEstimator",
 ]

@@ -96,6 +96,7 @@ _QUALITY_KEYS = (
     ("val_micro_f1", "micro F1"),
     ("val_mAP", "mAP"),
     ("val_map50", "mAP@0.5"),
+    ("val_dice", "Dice"),
     ("val_mae", "MAE"),
     ("val_rmse", "RMSE"),
     ("val_mse", "MSE"),

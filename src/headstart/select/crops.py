@@ -87,3 +87,52 @@ def _iou(a, b) -> float:
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
+
+
+PATCH = 64  # pixels: a patch around a sampled point, as the decoder's receptive field sees it
+POINTS_PER_CLASS = 4  # per image, per class present
+
+
+def mask_crops(source: Source, folder: Path, seed: int = 0, max_items: int = 2000) -> Source:
+    """A segmentation set as patches (PNG under `folder`) centred on pixels sampled per class,
+    each labelled by the class of its centre pixel."""
+    import numpy as np
+    from PIL import Image
+
+    from ..data.masks import load_image, load_mask
+
+    rng = np.random.default_rng(seed)
+    items = list(source.items)
+    random.Random(seed).shuffle(items)
+    paths, labels, skipped = [], [], []
+    for item in items:
+        if len(paths) >= max_items:
+            break
+        try:
+            image, mask = load_image(item), load_mask(item.target)
+        except UnreadableItem as err:
+            skipped.append(Skip(item.id, str(err)))
+            continue
+        pixels = (image * 255).round().astype(np.uint8)
+        pixels = np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels
+        for k in np.unique(mask):
+            ys, xs = np.nonzero(mask == k)
+            for pick in rng.choice(len(ys), min(POINTS_PER_CLASS, len(ys)), replace=False):
+                path = folder / f"{len(paths):06d}.png"
+                Image.fromarray(_patch(pixels, int(ys[pick]), int(xs[pick]))).save(path)
+                paths.append(path)
+                labels.append(source.classes[int(k)])
+    crops = source_from_paths(paths, labels)
+    crops.skipped += skipped
+    crops.origin = (
+        f"{len(paths)} patches of {PATCH} px around pixels of each class of {source.origin}"
+    )
+    return crops
+
+
+def _patch(pixels, y: int, x: int):
+    """The PATCH-sided square around (y, x), shifted inside the image where it would cross."""
+    h, w = pixels.shape[:2]
+    top = min(max(0, y - PATCH // 2), max(0, h - PATCH))
+    left = min(max(0, x - PATCH // 2), max(0, w - PATCH))
+    return pixels[top : top + PATCH, left : left + PATCH]

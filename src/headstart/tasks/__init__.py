@@ -16,6 +16,7 @@ from .classification import Classification
 from .detection import Detection
 from .multilabel import MultiLabel
 from .regression import Regression
+from .segmentation import Segmentation
 
 __all__ = [
     "MULTILABEL_SEP",
@@ -24,6 +25,7 @@ __all__ = [
     "Detection",
     "MultiLabel",
     "Regression",
+    "Segmentation",
     "Task",
     "detect_task",
     "get_task",

@@ -91,6 +91,12 @@ class Task:
         """Whether DATA's layout names this task (detection sets do); pooled tasks: never."""
         return False
 
+    @classmethod
+    def ranking_crops(cls, path, folder, seed: int, max_items: int):
+        """For tasks with their own estimator: DATA as a classification Source of crops written
+        under `folder`, that `rank` scores backbones on."""
+        raise NotImplementedError
+
     def __init__(self, classes: Iterable[str] = ()):
         self.classes: list[str] = list(classes)  # class or label names; empty for regression
 

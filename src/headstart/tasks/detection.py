@@ -37,6 +37,14 @@ class Detection(Task):
         return detection_layout(path) is not None
 
     @classmethod
+    def ranking_crops(cls, path, folder, seed: int, max_items: int):
+        """A classification set for `rank`: every box cropped, plus background crops."""
+        from ..data.boxes import read_detection
+        from ..select.crops import object_crops
+
+        return object_crops(read_detection(path), folder, seed, max_items)
+
+    @classmethod
     def from_source(cls, source) -> Detection:
         """The classes a detection set declares, else those its boxes name."""
         found = sorted({name for item in source.items for name in item.target.labels})
