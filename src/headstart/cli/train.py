@@ -112,7 +112,7 @@ def fit(
         options = dict(model=model, strategy=strategy, epochs=epochs, size=size, seed=seed)
         options.update(lr=lr, patience=patience or 0, budget=budget, batch_size=batch_size)
         options.update(weights=str(weights) if weights else None, device=device)
-        options.update(augment=not no_augment, val_fraction=val_fraction)
+        options.update(augment=not no_augment, val_fraction=val_fraction, precision=precision)
         fit_whole(own, data, out_dir, val, options)
         return
     source = read_source(data, text_col=text_col, label_col=label_col)

@@ -27,7 +27,8 @@ def fit_whole(task_cls, data: Path, out_dir: Path, val: Path | None, options: di
     size = options.pop("size", None)
     if size:
         options[SIZE_PARAM[cls.__name__]] = size
-    est = cls(**{k: v for k, v in options.items() if v is not None})
+    accepted = cls._get_param_names()
+    est = cls(**{k: v for k, v in options.items() if v is not None and k in accepted})
     est.fit(data, val=val, run_dir=str(out_dir))
     spec = est.to_spec()
     err.print(
@@ -43,10 +44,16 @@ def fit_whole(task_cls, data: Path, out_dir: Path, val: Path | None, options: di
 
 
 def refuse_options(task_cls, given: dict) -> None:
-    """A classifier option given for a whole-model fit is an error, not silently ignored."""
+    """A classifier option given for a whole-model fit is an error, not silently ignored
+    (unless this task's estimator takes it too)."""
     from ..errors import HeadstartError
 
-    used = [name for name, value in given.items() if value is not None]
+    accepted = estimator_class(task_cls)._get_param_names()
+    used = [
+        flag
+        for flag, value in given.items()
+        if value is not None and flag.lstrip("-").replace("-", "_") not in accepted
+    ]
     if used:
         raise HeadstartError(
             f"{', '.join(used)} {'does' if len(used) == 1 else 'do'} not apply to {task_cls.name} "

@@ -32,6 +32,7 @@ class WholeModelConfig:
     budget_seconds: float | None = None  # training stops here, keeping the best epoch
     device: str = "auto"
     patience: int = 0  # epochs without a better validation score before stopping; 0: never
+    precision: str = "fp32"  # of training: fp32, bf16 (mixed), or auto (bf16 where it is fast)
     verbose: bool = True
     log: list = field(default_factory=list)
 
@@ -144,11 +145,16 @@ def fit_whole_model(module: WholeModelModule, loader, cfg: WholeModelConfig) -> 
     """Train in place; restores the best epoch's weights. Returns fit facts and the history."""
     _quiet_warnings()
     module.total_steps = max(1, len(loader) * cfg.epochs)
+    from ..features.speed import resolve_precision
+
     callbacks = [StopAt(time.monotonic() + cfg.budget_seconds)] if cfg.budget_seconds else []
+    accelerator = _accelerator(cfg.device)
+    precision = resolve_precision(cfg.precision, accelerator)
     trainer = pl.Trainer(
         max_epochs=cfg.epochs,
-        accelerator=_accelerator(cfg.device),
+        accelerator=accelerator,
         devices=1,
+        precision="bf16-mixed" if precision == "bf16" else "32-true",
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -170,6 +176,7 @@ def fit_whole_model(module: WholeModelModule, loader, cfg: WholeModelConfig) -> 
         "epochs_run": len(module.history),
         "best_epoch": epoch,
         "best_score": score,
+        "precision": precision,
         "history": module.history,
     }
 

@@ -38,6 +38,8 @@ class Segmenter(BaseEstimator):
     predicted tile by tile with overlap). budget: seconds (or "15m") of training at most.
     classes: class names in index order (else classes.txt, else from the masks' values).
     tta: predict on the image and its three flips and average (4x the time, finer edges).
+    precision: of training; auto trains in bf16 (mixed) where the CPU or GPU has it (1.5x
+    faster on a CPU with AVX512-BF16), fp32 elsewhere. Prediction runs in fp32.
     """
 
     modality = "image"
@@ -57,6 +59,7 @@ class Segmenter(BaseEstimator):
         budget: str | float | None = None,
         weights: str | None = None,
         device: str = "auto",
+        precision: str = "auto",
         augment: bool = True,
         val_fraction: float = 0.2,
         classes: list[str] | None = None,
@@ -72,6 +75,7 @@ class Segmenter(BaseEstimator):
         )
         self.batch_size, self.lr, self.seed, self.patience = batch_size, lr, seed, patience
         self.budget, self.weights, self.device, self.augment = budget, weights, device, augment
+        self.precision = precision
         self.val_fraction, self.classes, self.tta, self.verbose = (
             val_fraction,
             classes,
@@ -139,6 +143,7 @@ class Segmenter(BaseEstimator):
             seed=self.seed,
             augment=self.augment,
             device=self.device,
+            precision=self.precision,
             patience=self.patience,
             verbose=self.verbose,
             crop=self.segmenter_spec_["crop"],
