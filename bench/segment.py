@@ -30,6 +30,7 @@ from common import DATA
 
 ISBI = DATA / "isbi_em"
 CLASSES = ["membrane", "cell"]
+MODEL = ["efficientnet_lite0"]  # the encoder (--model)
 
 
 def split_folders(root: Path) -> dict[str, Path]:
@@ -49,6 +50,7 @@ def split_folders(root: Path) -> dict[str, Path]:
 
 
 def fit(train: Path, test: Path, strategy: str, budget: float, **extra):
+    extra.setdefault("model", MODEL[0])
     from headstart.estimators import Segmenter
 
     est = Segmenter(
@@ -61,10 +63,15 @@ def fit(train: Path, test: Path, strategy: str, budget: float, **extra):
         **extra,
     )
     est.fit(train)
+    est.tta = True
+    with_tta = est.evaluate(test)
+    est.tta = False
     metrics = est.evaluate(test)
     per = metrics["per_class"]
     info = est.fit_info_
     row = {
+        "tta_pixel_error": with_tta["pixel_error"],
+        "tta_dice_membrane": with_tta["per_class"]["membrane"]["dice"],
         "strategy": strategy,
         "pixel_error": metrics["pixel_error"],
         "dice_cell": per["cell"]["dice"],
@@ -76,7 +83,9 @@ def fit(train: Path, test: Path, strategy: str, budget: float, **extra):
     }
     print(
         f"  {strategy:<16} pixel error {row['pixel_error']:.4f}  Dice cell {row['dice_cell']:.4f} "
-        f"membrane {row['dice_membrane']:.4f}  ({row['epochs']} epochs, {row['train_s']:.0f} s)",
+        f"membrane {row['dice_membrane']:.4f}  (with flip TTA: pixel error "
+        f"{row['tta_pixel_error']:.4f}, Dice membrane {row['tta_dice_membrane']:.4f}; "
+        f"{row['epochs']} epochs, {row['train_s']:.0f} s)",
         flush=True,
     )
     return est, row
@@ -84,30 +93,37 @@ def fit(train: Path, test: Path, strategy: str, budget: float, **extra):
 
 def table(title: str, rows: list[dict]) -> None:
     print(f"\n{title}")
-    print("| strategy | pixel error | Dice cell | Dice membrane | Dice mean | epochs | train s |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| strategy | pixel error | Dice cell | Dice membrane | Dice mean | with TTA: pixel "
+        "error | Dice membrane | epochs | train s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['strategy']} | {r['pixel_error']:.4f} | {r['dice_cell']:.4f} | "
-            f"{r['dice_membrane']:.4f} | {r['dice_mean']:.4f} | {r['epochs']} | "
-            f"{r['train_s']:.0f} |"
+            f"{r['dice_membrane']:.4f} | {r['dice_mean']:.4f} | {r['tta_pixel_error']:.4f} | "
+            f"{r['tta_dice_membrane']:.4f} | {r['epochs']} | {r['train_s']:.0f} |"
         )
     print(flush=True)
 
 
-def speed(est, test: Path, runs: int = 6) -> None:
+def speed(est, test: Path) -> None:
     from headstart.data.masks import read_segmentation
 
     items = read_segmentation(test, classes=CLASSES).items
-    est.predict([items[0].path])  # warm-up
-    started = time.perf_counter()
-    for item in items[:runs]:
-        est.predict([item.path])
-    seconds = (time.perf_counter() - started) / min(runs, len(items))
     print("\nPrediction of one 512x512 slice, CPU (PNG decode, tiles, blending, argmax)")
     print("| model | s/slice | slices/s |")
     print("|---|---|---|")
-    print(f"| U-Net on efficientnet_lite0 | {seconds:.3f} | {1 / seconds:.1f} |", flush=True)
+    for tta in (False, True):
+        est.tta = tta
+        est.predict([items[0].path])  # warm-up
+        started = time.perf_counter()
+        for item in items:
+            est.predict([item.path])
+        seconds = (time.perf_counter() - started) / len(items)
+        name = f"U-Net on {MODEL[0]}" + (", flip TTA (4 passes)" if tta else "")
+        print(f"| {name} | {seconds:.3f} | {1 / seconds:.1f} |", flush=True)
+    est.tta = False
 
 
 def main() -> None:
@@ -117,14 +133,16 @@ def main() -> None:
     parser.add_argument("--few-budget", type=float, default=180.0)
     parser.add_argument("--few-strategies", default="fine-tune,head-only,freeze-unfreeze")
     parser.add_argument("--scratch", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--model", default="efficientnet_lite0", help="the encoder")
     args = parser.parse_args()
     if not ISBI.is_dir():
         sys.exit(f"ISBI EM data not found at {ISBI}")
     torch.set_num_threads(os.cpu_count() or 1)
     parts = set(args.parts.split(","))
+    MODEL[0] = args.model
     print(
-        f"CPU threads: {torch.get_num_threads()}; budgets: main {args.budget:.0f} s, few "
-        f"{args.few_budget:.0f} s",
+        f"CPU threads: {torch.get_num_threads()}; encoder {args.model}; budgets: main "
+        f"{args.budget:.0f} s, few {args.few_budget:.0f} s",
         flush=True,
     )
     with tempfile.TemporaryDirectory() as scratch:

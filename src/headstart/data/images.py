@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +41,18 @@ def load_rgb(path: Path | str, draft_to: int | None = None) -> Image.Image:
     shorter side stays >= draft_to. Raises UnreadableItem with a short reason on any failure.
     """
     path = Path(path)
+    with opened_image(path) as img:
+        if draft_to and img.format in ("JPEG", "MPO"):
+            img.draft("RGB", (draft_to, draft_to))
+        img.load()  # decode inside the guard: truncated files fail here
+        upright = ImageOps.exif_transpose(img)  # always a copy, detached from the file
+        return to_rgb(upright)
+
+
+@contextmanager
+def opened_image(path: Path):
+    """The first frame of `path`, opened and checked for size; whatever fails inside (opening,
+    decoding, converting) becomes an UnreadableItem with a short reason."""
     _check_file(path)
     try:
         # PIL's own bomb guard warns above its limit; as an error it stops before decoding.
@@ -48,12 +61,8 @@ def load_rgb(path: Path | str, draft_to: int | None = None) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 _check_size(img.size)
-                img.seek(0)  # first frame of animations
-                if draft_to and img.format in ("JPEG", "MPO"):
-                    img.draft("RGB", (draft_to, draft_to))
-                img.load()  # decode inside the try: truncated files fail here
-                upright = ImageOps.exif_transpose(img)  # always a copy, detached from the file
-                return to_rgb(upright)
+                img.seek(0)  # first frame of animations and multi-page TIFFs
+                yield img
     except UnreadableItem:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:

@@ -21,7 +21,14 @@ import numpy as np
 from PIL import Image
 
 from headstart.data.boxes import _Notes
-from headstart.data.images import _bomb_reason, _check_file, _check_size, _short, to_rgb
+from headstart.data.images import (
+    _bomb_reason,
+    _check_file,
+    _check_size,
+    _short,
+    opened_image,
+    to_rgb,
+)
 from headstart.data.sources import Item, Skip, Source
 from headstart.data.suffixes import IMAGE_SUFFIXES
 from headstart.errors import HeadstartError, UnreadableItem
@@ -468,25 +475,9 @@ def _image_header(path: Path) -> tuple[tuple[int, int], str] | str:
 
 def _decode_2d(path: Path, convert):
     """Decode `path` and return convert(image); any failure is an UnreadableItem."""
-    _check_file(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                _check_size(img.size)
-                img.seek(0)  # the first frame of a multi-page TIFF
-                img.load()  # decode inside the try: truncated files fail here
-                return convert(img)
-    except UnreadableItem:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise UnreadableItem(_bomb_reason(path, err)) from err
-    except Image.UnidentifiedImageError as err:
-        raise UnreadableItem("not an image (cannot identify image file)") from err
-    except MemoryError as err:
-        raise UnreadableItem("image too large to decode (out of memory)") from err
-    except Exception as err:
-        raise UnreadableItem(f"truncated or corrupt image ({_short(err)})") from err
+    with opened_image(path) as img:
+        img.load()  # decode inside the guard: truncated files fail here
+        return convert(img)
 
 
 def _image_array(img: Image.Image) -> np.ndarray:

@@ -77,8 +77,9 @@ class WholeModelModule(pl.LightningModule):
         return rates
 
     def pretrained_modules(self):
-        """The modules whose BatchNorm statistics stay as pre-trained (default: all)."""
-        return self.model.modules()
+        """The modules whose BatchNorm statistics stay as pre-trained: the model's
+        `pretrained_part` (a segmenter's encoder: its new decoder must learn its own), else all."""
+        return getattr(self.model, "pretrained_part", self.model).modules()
 
     def on_train_epoch_start(self) -> None:
         if not self.started:

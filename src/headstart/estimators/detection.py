@@ -11,26 +11,25 @@ feature pyramid on a bundled ImageNet backbone (offline, no extra weights).
 
 from __future__ import annotations
 
-import random
 import sys
 import time
 from pathlib import Path
 
 import torch
-from sklearn.base import BaseEstimator
 
 from ..data.boxes import read_detection
 from ..data.sources import Item, Source
 from ..errors import HeadstartError, UnreadableItem
 from ..strategies.whole import get_whole_model_strategy
 from ..tasks.detection import Detection
-from .base import NotFittedError, fingerprint
+from .base import fingerprint
+from .whole import WholeModelEstimator
 
 DEFAULT_DETECTOR, OFFLINE_DETECTOR = "yolox_nano", "efficientnet_lite0"
 PREDICT_THRESHOLD = 0.3  # boxes predict() reports; evaluation scores all boxes down to 0.01
 
 
-class ObjectDetector(BaseEstimator):
+class ObjectDetector(WholeModelEstimator):
     """Fine-tune a pre-trained detector (or a detection head on a pre-trained backbone).
 
     model: yolox_nano (COCO-pretrained, fetched) or an image backbone name (FCOS on it); ""
@@ -40,7 +39,7 @@ class ObjectDetector(BaseEstimator):
     budget: seconds (or "20m") of training at most; the best epoch so far is kept.
     """
 
-    modality = "image"
+    model_attr = "detector_"
 
     def __init__(
         self,
@@ -129,37 +128,8 @@ class ObjectDetector(BaseEstimator):
             self.save(run_dir)
         return self
 
-    def _read(self, data, classes=None, where: str = "train") -> Source:
-        source = data if isinstance(data, Source) else read_detection(data, classes=classes)
-        if self.verbose:
-            for kind, lines in (("skipped", source.skipped), ("note", source.notes)):
-                for line in lines[:10]:
-                    text = f"{line.id}: {line.reason}" if kind == "skipped" else line
-                    print(f"{kind} ({where}): {text}", file=sys.stderr)
-                if len(lines) > 10:
-                    print(f"... {len(lines) - 10} more ({kind}, {where})", file=sys.stderr)
-        return source
-
-    def _split(self, source: Source, val) -> tuple[list[Item], list[Item], str]:
-        if val is not None:
-            held = self._read(val, classes=self.task_.classes, where="val").items
-            return source.items, held, str(val)
-        if self.val_fraction == 0:  # few images: every one trains, the last epoch is kept
-            return list(source.items), [], "none (val_fraction 0: trained on every image)"
-        if not 0 < self.val_fraction < 1:
-            raise HeadstartError(
-                f"val_fraction must be in [0, 1) when no validation data is given; got "
-                f"{self.val_fraction}. Pass --val DATA, or a fraction such as 0.2."
-            )
-        items = list(source.items)
-        random.Random(self.seed).shuffle(items)
-        cut = max(1, round(len(items) * self.val_fraction))
-        if len(items) - cut < 1:
-            raise HeadstartError(
-                f"{len(items)} image(s) cannot be split into training and validation; add images "
-                "or pass --val DATA."
-            )
-        return items[cut:], items[:cut], f"{cut} images held out ({self.val_fraction:.0%})"
+    def _read_source(self, data, classes) -> Source:
+        return read_detection(data, classes=classes)
 
     def _default_model(self) -> str:
         from ..zoo.detector_entries import detector_weights
@@ -177,13 +147,6 @@ class ObjectDetector(BaseEstimator):
         return DEFAULT_DETECTOR
 
     # -- use ---------------------------------------------------------------------------------
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "detector_"):
-            raise NotFittedError(
-                "This ObjectDetector is not fitted yet: call fit(data) first, or load a run with "
-                "ObjectDetector.load(RUN_DIR)."
-            )
 
     def _detect(self, items: list[Item], threshold: float = 0.01) -> list[dict]:
         from ..engine.detection import predict_items
@@ -239,23 +202,7 @@ class ObjectDetector(BaseEstimator):
     def score(self, data, y=None) -> float:
         return self.evaluate(data)["map50"]
 
-    @property
-    def classes_(self):
-        self._check_fitted()
-        return list(self.task_.classes)
-
     # -- runs --------------------------------------------------------------------------------
-
-    def save(self, run_dir) -> Path:
-        from ..runs.store import save_run
-
-        self._check_fitted()
-        return save_run(self, Path(run_dir))
-
-    def tensors(self) -> dict[str, torch.Tensor]:
-        """What model.safetensors holds: the whole detector's state."""
-        state = self.detector_.state_dict()
-        return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
     def to_spec(self):
         from ..runs.detection import detection_spec
@@ -267,36 +214,12 @@ class ObjectDetector(BaseEstimator):
 
         write_detection_artifacts(self, run_dir)
 
-    @classmethod
-    def load(cls, run_dir) -> ObjectDetector:
-        from ..runs.store import load_run
-
-        return load_run(cls, Path(run_dir))
-
-    @classmethod
-    def from_spec(cls, spec, state: dict, run_dir: Path | None = None) -> ObjectDetector:
-        """The fitted detector a RunSpec and its tensors describe (no code is unpickled)."""
-        from ..strategies.whole import WHOLE_MODEL_STRATEGIES
+    def _rebuild(self, spec) -> torch.nn.Module:
         from ..zoo.detectors import build_detector
 
-        names = cls._get_param_names()
-        est = cls(**{k: v for k, v in spec.params.items() if k in names})
-        est.task_ = Detection(spec.task["classes"])
-        est.detector_spec_ = dict(spec.head)
-        est.detector_ = build_detector(est.detector_spec_, len(est.task_.classes), False)
-        missing, unexpected = est.detector_.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise HeadstartError(
-                f"The weights in '{run_dir}' do not fit its detector ({len(missing)} missing, "
-                f"{len(unexpected)} unexpected tensors). Re-run fit."
-            )
-        est.detector_.eval()
-        est.strategy_ = WHOLE_MODEL_STRATEGIES[spec.strategy["name"]]()
-        est.strategy_name_ = spec.strategy["name"]
-        est.strategy_reason_ = spec.strategy.get("reason", "")
-        est.fit_info_, est.history_ = spec.fit, spec.history
-        est.skipped_, est.val_items_, est.val_predictions_ = [], [], []
-        return est
+        self.task_ = Detection(spec.task["classes"])
+        self.detector_spec_ = dict(spec.head)
+        return build_detector(self.detector_spec_, len(self.task_.classes), False)
 
 
 def _check_size(size: int) -> None:

@@ -12,24 +12,22 @@ Data is images with masks of the same stems, or NIfTI volumes / DICOM series wit
 
 from __future__ import annotations
 
-import random
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator
 
 from ..data.sources import Item, Source
 from ..errors import HeadstartError
 from ..strategies.whole import get_whole_model_strategy
-from .base import NotFittedError, fingerprint
+from .base import fingerprint
+from .whole import WholeModelEstimator
 
 DEFAULT_ENCODER = "efficientnet_lite0"
 
 
-class Segmenter(BaseEstimator):
+class Segmenter(WholeModelEstimator):
     """Train a U-Net decoder (and, by strategy, the encoder) on images with masks.
 
     model: an image backbone for the encoder (default efficientnet_lite0, bundled).
@@ -42,7 +40,7 @@ class Segmenter(BaseEstimator):
     faster on a CPU with AVX512-BF16), fp32 elsewhere. Prediction runs in fp32.
     """
 
-    modality = "image"
+    model_attr = "segmenter_"
 
     def __init__(
         self,
@@ -164,48 +162,12 @@ class Segmenter(BaseEstimator):
             self.val_predictions_, self.val_truth_ = predicted, truth
             self.metrics_ = self.task_.score_masks(predicted, truth)
 
-    def _read(self, data, classes=None, where: str = "train") -> Source:
+    def _read_source(self, data, classes) -> Source:
         from ..data.masks import read_segmentation
 
-        source = data if isinstance(data, Source) else read_segmentation(data, classes=classes)
-        if self.verbose:
-            for kind, lines in (("skipped", source.skipped), ("note", source.notes)):
-                for line in lines[:10]:
-                    text = f"{line.id}: {line.reason}" if kind == "skipped" else line
-                    print(f"{kind} ({where}): {text}", file=sys.stderr)
-                if len(lines) > 10:
-                    print(f"... {len(lines) - 10} more ({kind}, {where})", file=sys.stderr)
-        return source
-
-    def _split(self, source: Source, val) -> tuple[list[Item], list[Item], str]:
-        if val is not None:
-            held = self._read(val, classes=self.task_.classes, where="val").items
-            return source.items, held, str(val)
-        if self.val_fraction == 0:  # few images: every one trains, the last epoch is kept
-            return list(source.items), [], "none (val_fraction 0: trained on every image)"
-        if not 0 < self.val_fraction < 1:
-            raise HeadstartError(
-                f"val_fraction must be in [0, 1) when no validation data is given; got "
-                f"{self.val_fraction}. Pass --val DATA, or a fraction such as 0.2."
-            )
-        items = list(source.items)
-        random.Random(self.seed).shuffle(items)
-        cut = max(1, round(len(items) * self.val_fraction))
-        if len(items) - cut < 1:
-            raise HeadstartError(
-                f"{len(items)} image(s) cannot be split into training and validation; add images, "
-                "pass --val DATA, or --val-fraction 0."
-            )
-        return items[cut:], items[:cut], f"{cut} images held out ({self.val_fraction:.0%})"
+        return read_segmentation(data, classes=classes)
 
     # -- use ---------------------------------------------------------------------------------
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "segmenter_"):
-            raise NotFittedError(
-                "This Segmenter is not fitted yet: call fit(data) first, or load a run with "
-                "Segmenter.load(RUN_DIR)."
-            )
 
     def predict_volume(self, volume) -> np.ndarray:
         """uint8 (slices, H, W) class indices for an opened input (data/masks.open_inputs)."""
@@ -284,23 +246,7 @@ class Segmenter(BaseEstimator):
     def score(self, data, y=None) -> float:
         return self.evaluate(data)["dice"]
 
-    @property
-    def classes_(self):
-        self._check_fitted()
-        return list(self.task_.classes)
-
     # -- runs --------------------------------------------------------------------------------
-
-    def save(self, run_dir) -> Path:
-        from ..runs.store import save_run
-
-        self._check_fitted()
-        return save_run(self, Path(run_dir))
-
-    def tensors(self) -> dict[str, torch.Tensor]:
-        """What model.safetensors holds: the whole segmenter's state."""
-        state = self.segmenter_.state_dict()
-        return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
     def to_spec(self):
         from ..runs.segmentation import segmentation_spec
@@ -312,38 +258,14 @@ class Segmenter(BaseEstimator):
 
         write_segmentation_artifacts(self, run_dir)
 
-    @classmethod
-    def load(cls, run_dir) -> Segmenter:
-        from ..runs.store import load_run
-
-        return load_run(cls, Path(run_dir))
-
-    @classmethod
-    def from_spec(cls, spec, state: dict, run_dir: Path | None = None) -> Segmenter:
-        """The fitted segmenter a RunSpec and its tensors describe (no code is unpickled)."""
-        from ..strategies.whole import WHOLE_MODEL_STRATEGIES
+    def _rebuild(self, spec) -> torch.nn.Module:
         from ..tasks.segmentation import Segmentation
         from ..zoo.segmenters import build_segmenter
 
-        names = cls._get_param_names()
-        est = cls(**{k: v for k, v in spec.params.items() if k in names})
-        est.task_ = Segmentation(spec.task["classes"])
-        est.segmenter_spec_ = dict(spec.head)
-        est.segmenter_ = build_segmenter(est.segmenter_spec_, len(est.task_.classes), False)
-        missing, unexpected = est.segmenter_.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise HeadstartError(
-                f"The weights in '{run_dir}' do not fit its segmenter ({len(missing)} missing, "
-                f"{len(unexpected)} unexpected tensors). Re-run fit."
-            )
-        est.segmenter_.eval()
-        est.strategy_ = WHOLE_MODEL_STRATEGIES[spec.strategy["name"]]()
-        est.strategy_name_ = spec.strategy["name"]
-        est.strategy_reason_ = spec.strategy.get("reason", "")
-        est.fit_info_, est.history_ = spec.fit, spec.history
-        est.skipped_, est.val_items_, est.val_predictions_, est.val_truth_ = [], [], [], []
-        est.metrics_ = {}
-        return est
+        self.task_ = Segmentation(spec.task["classes"])
+        self.segmenter_spec_ = dict(spec.head)
+        self.val_truth_ = []
+        return build_segmenter(self.segmenter_spec_, len(self.task_.classes), False)
 
 
 def _check_side(name: str, side: int) -> None:

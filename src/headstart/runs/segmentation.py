@@ -6,51 +6,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .spec import BackboneSpec, RunSpec, _jsonable
-from .store import versions
+from .whole import whole_model_spec, write_whole_report
 
 SHEET_IMAGES = 4
 
 
-def segmentation_spec(est) -> RunSpec:
-    model = est.segmenter_spec_["model"]
-    backbone = est.segmenter_.backbone
-    return RunSpec(
-        estimator=type(est).__name__,
-        modality=est.modality,
-        backbone=BackboneSpec(
-            name=model,
-            weight_id="tuned",  # the run's own weights, in model.safetensors
-            pretrained_weight_id=str(backbone.weight_id)
-            if est.strategy_.pretrained
-            else "random-init",
-            weights_file=str(est.weights) if est.weights else None,
-            trained=True,
-            feature_dim=0,
-        ),
-        preprocess={
-            "type": "Tiles",
-            "channels": est.segmenter_spec_["channels"],
-            "tile": est.segmenter_spec_["tile"],
-            "input": "float in [0, 1] (8-bit /255; 16-bit and volumes by their 0.5-99.5th "
-            "percentiles); grey repeated into the encoder's 3 channels; ImageNet mean and std",
-        },
-        task={"kind": est.task_.kind, "classes": list(est.task_.classes)},
-        head=dict(est.segmenter_spec_),
-        thresholds=None,
-        strategy={**est.strategy_.describe(), "reason": est.strategy_reason_},
-        params={k: _jsonable(v) for k, v in est.get_params().items()},
-        columns={},
-        fit=est.fit_info_,
-        history=est.history_,
-        versions=versions(),
-    )
+def segmentation_spec(est):
+    spec = est.segmenter_spec_
+    pretrained = est.segmenter_.backbone.weight_id if est.strategy_.pretrained else "random-init"
+    preprocess = {
+        "type": "Tiles",
+        "channels": spec["channels"],
+        "tile": spec["tile"],
+        "input": "float in [0, 1] (8-bit /255; 16-bit and volumes by their 0.5-99.5th "
+        "percentiles); grey repeated into the encoder's 3 channels; ImageNet mean and std",
+    }
+    return whole_model_spec(est, spec["model"], str(pretrained), preprocess, spec)
 
 
 def write_segmentation_artifacts(est, run_dir: Path) -> None:
     from ..data.masks import load_image
-    from ..report.markdown import write_report
-    from ..report.plots import curves_png
     from ..report.segmentation import masks_sheet_png
 
     images = []
@@ -65,33 +40,12 @@ def write_segmentation_artifacts(est, run_dir: Path) -> None:
             run_dir / "predictions.png",
         )
         images.append("predictions.png")
-    if est.history_:
-        title = f"{est.strategy_name_} on {est.segmenter_spec_['model']}"
-        curves_png(est.history_, run_dir / "curves.png", title=title)
-        images.append("curves.png")
-    info = est.fit_info_
+    spec = est.segmenter_spec_
     summary = {
-        "encoder": est.segmenter_spec_["model"],
+        "encoder": spec["model"],
         "decoder": "U-Net",
-        "strategy": est.strategy_name_,
-        "why": est.strategy_reason_ or "chosen by the user",
-        "task": "segmentation",
         "classes": ", ".join(est.task_.classes),
-        "training crop": est.segmenter_spec_["crop"],
-        "prediction tile": est.segmenter_spec_["tile"],
-        "train images": info.get("n_train"),
-        "validation images": info.get("n_val"),
-        "epochs run": info.get("epochs_run"),
-        "best epoch": info.get("best_epoch"),
-        "train seconds": info.get("train_seconds"),
-        "skipped files": len(est.skipped_),
+        "training crop": spec["crop"],
+        "prediction tile": spec["tile"],
     }
-    write_report(
-        run_dir / "report.md",
-        title="headstart run: Segmenter",
-        summary=summary,
-        metrics=est.metrics_,
-        task=est.task_,
-        worst=[],
-        images=images,
-    )
+    write_whole_report(est, run_dir, spec["model"], summary, images)

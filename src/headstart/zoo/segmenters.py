@@ -109,6 +109,11 @@ class UNetSegmenter(nn.Module):
         found = {stride: maps[index] for stride, index in self.taps.items()}
         return self.decoder(normalised, found)
 
+    @property
+    def pretrained_part(self) -> nn.Module:
+        """What keeps its pre-trained BatchNorm statistics while training: the encoder."""
+        return self.backbone
+
     def param_groups(self) -> list[tuple[str, list[nn.Parameter]]]:
         groups = [(g.name, list(g.params)) for g in self.backbone.groups()]
         groups.append(("decoder", list(self.decoder.parameters())))
