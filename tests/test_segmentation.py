@@ -191,20 +191,26 @@ def test_cli_fit_evaluate_predict_images(fitted_run, discs, tmp_path):
     assert set(scored["per_class"]) == {"background", "foreground"} and scored["n"] == 3
     image = sorted((val / "images").iterdir())[0]
     (tmp_path / "notes.png").write_text("not an image")
+    cut = tmp_path / "cut.png"  # a whole header, pixels cut short: fails at decoding
+    cut.write_bytes(image.read_bytes()[:200])
     out = tmp_path / "masks"
     rows = json.loads(
         ok(
             cli(
-                "predict", str(fitted_run), str(image), str(tmp_path / "notes.png"), "--out",
-                str(out), "--json",
+                "predict", str(fitted_run), str(image), str(tmp_path / "notes.png"), str(cut),
+                "--out", str(out), "--json",
             )
         ).stdout
     )  # fmt: skip
-    assert rows[0]["input"] == str(image) and "error" in rows[1]
+    assert rows[0]["input"] == str(image) and "error" in rows[1] and "error" in rows[2]
     mask = np.asarray(Image.open(rows[0]["mask"]))
     assert mask.shape == (SIDE, SIDE) and set(np.unique(mask)) <= {0, 1}
     assert Path(rows[0]["overlay"]).is_file()
     assert set(rows[0]["pixels"]) == {"background", "foreground"}
+
+
+def predict_json(run: Path, target: Path, out: Path) -> list[dict]:
+    return json.loads(ok(cli("predict", str(run), str(target), "--out", str(out), "--json")).stdout)
 
 
 def test_cli_predict_writes_a_nifti_volume_back_with_its_geometry(fitted_run, tmp_path):
@@ -215,9 +221,7 @@ def test_cli_predict_writes_a_nifti_volume_back_with_its_geometry(fitted_run, tm
     )
     path = tmp_path / "scan.nii.gz"
     nib.save(nib.Nifti1Image(volume, affine), path)
-    rows = json.loads(
-        ok(cli("predict", str(fitted_run), str(path), "--out", str(tmp_path / "o"), "--json")).stdout
-    )
+    rows = predict_json(fitted_run, path, tmp_path / "o")
     written = nib.load(rows[0]["mask"])
     assert written.shape == volume.shape and rows[0]["slices"] == 3
     assert np.allclose(written.affine, affine)
@@ -237,9 +241,7 @@ def test_cli_predict_writes_a_dicom_series_back_as_nifti(fitted_run, tmp_path):
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
         ds.InstanceNumber, ds.SOPInstanceUID = k + 1, generate_uid()
         ds.save_as(series / f"{k}.dcm")
-    rows = json.loads(
-        ok(cli("predict", str(fitted_run), str(series), "--out", str(tmp_path / "o"), "--json")).stdout
-    )
+    rows = predict_json(fitted_run, series, tmp_path / "o")
     written = nib.load(rows[0]["mask"])
     assert written.shape == (128, 128, 3)
     assert np.allclose(written.header.get_zooms()[2], 5.0)
@@ -269,3 +271,18 @@ def test_compare_on_a_segmentation_set_fits_each_strategy(discs, tmp_path):
     )  # fmt: skip
     assert "head-only: dice" in run.stdout and "from-scratch: dice" in run.stdout
     assert {"results.csv", "compare.png", "report.md"} <= {p.name for p in out.iterdir()}
+
+
+def test_images_and_labels_folders_go_to_the_task_their_files_name(tmp_path):
+    """images/ + labels/ is YOLO with .txt labels, segmentation with mask images or volumes."""
+    from headstart.tasks import own_estimator_task
+
+    for name, label_file in (("yolo", "a.txt"), ("masks", "a.png"), ("volumes", "a.nii.gz")):
+        (tmp_path / name / "images").mkdir(parents=True)
+        (tmp_path / name / "labels").mkdir()
+        (tmp_path / name / "labels" / label_file).write_bytes(b"")
+        source = "a.nii.gz" if name == "volumes" else "a.png"
+        (tmp_path / name / "images" / source).write_bytes(b"")
+    assert own_estimator_task("auto", tmp_path / "yolo").name == "detection"
+    assert own_estimator_task("auto", tmp_path / "masks").name == "segmentation"
+    assert own_estimator_task("auto", tmp_path / "volumes").name == "segmentation"

@@ -87,9 +87,22 @@ def rank(
     # piped output is 80 columns by default: too narrow for eight columns of names and numbers
     wide = out if out.is_terminal else Console(file=out.file, width=160, highlight=False)
     wide.print(ranking_table(ranking))
-    out.print(ranking.verdict, markup=False)
+    if own is not None and ranking.transfer_helps is False:
+        out.print(_own_task_verdict(own.name, ranking.verdict), markup=False)
+    else:
+        out.print(ranking.verdict, markup=False)
     if not models and not layers:
         _say_unfetched(source.modality)
+
+
+def _own_task_verdict(task: str, verdict: str) -> str:
+    """The crops are a proxy: pooled features of a crop, not a detector's or decoder's own maps.
+    Raw pixels can win on them while fine-tuning still beats training from scratch."""
+    first = verdict.split(". The data is")[0]
+    return (
+        f"{first}. On crops, pooled features are a proxy for {task}: measure what pre-training "
+        f"buys with headstart compare DATA --strategies fine-tune,from-scratch."
+    )
 
 
 def _say_unfetched(modality: str) -> None:

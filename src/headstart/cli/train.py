@@ -224,6 +224,11 @@ def predict(
     if hasattr(est, "write_predictions"):  # segmentation: masks are files, not labels
         from .segment import predict_masks
 
+        if text:
+            raise HeadstartError(
+                f"--text is for text runs; '{run_dir}' segments images. Pass image files, "
+                "folders, NIfTI volumes or DICOM series folders."
+            )
         predict_masks(est, inputs, out_dir or Path("masks"), as_json)
         return
     modality = get_modality(est.modality)

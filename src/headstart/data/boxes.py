@@ -121,8 +121,8 @@ def detection_layout(path: str | os.PathLike) -> str | None:
     if not path.is_dir():
         return None
     labels = path / "labels"
-    # labels/*.png are masks (a segmentation set), labels/*.txt YOLO boxes
-    if (path / "images").is_dir() and labels.is_dir() and not _holds_image_files(labels):
+    # labels/*.txt are YOLO boxes; labels/*.png or *.nii.gz are masks (a segmentation set)
+    if (path / "images").is_dir() and labels.is_dir() and _holds_yolo_labels(labels):
         return "yolo"
     if _voc_xml_dir(path) is not None:
         return "voc"
@@ -382,9 +382,11 @@ def _orientation(img: Image.Image) -> int:
 # ---- Pascal VOC ----------------------------------------------------------------------------
 
 
-def _holds_image_files(folder: Path) -> bool:
+def _holds_yolo_labels(folder: Path) -> bool:
+    """A .txt label file, or nothing at all (every image a negative)."""
     with os.scandir(folder) as entries:
-        return any(Path(e.name).suffix.lower() in IMAGE_SUFFIXES for e in entries)
+        names = [e.name for e in entries if not e.name.startswith(".")]
+    return not names or any(name.lower().endswith(".txt") for name in names)
 
 
 def _voc_xml_dir(root: Path) -> Path | None:

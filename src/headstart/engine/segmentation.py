@@ -177,7 +177,7 @@ class _SegmentationModule(WholeModelModule):
     def validate(self) -> tuple[float, dict]:
         if not self.val_items:  # trained on everything: the last (annealed) epoch is kept
             return float("nan"), {"val_dice": float("nan"), "val_pixel_error": float("nan")}
-        predicted, truth = predict_items(self.model, self.val_items, self.cfg, with_truth=True)
+        predicted, truth = predict_items(self.model, self.val_items, self.cfg)
         metrics = self.task.score_masks(predicted, truth)
         # the best epoch: the mean Dice over every class, so thin classes count as much as large
         mean_all = float(np.nanmean([v["dice"] for v in metrics["per_class"].values()]))
@@ -274,15 +274,11 @@ def segment_image(segmenter, image: np.ndarray, cfg: SegmentationConfig) -> torc
     return (total / weight)[:, :h, :w].cpu()
 
 
-def predict_items(segmenter, items: list[Item], cfg: SegmentationConfig, with_truth=False):
-    """Predicted class-index masks (uint8 (H, W)) for items; with their true masks if asked."""
+def predict_items(segmenter, items: list[Item], cfg: SegmentationConfig):
+    """(predicted class-index masks, uint8 (H, W); the true masks) of labelled items."""
     predicted, truth = [], []
     for item in items:
-        image, mask = load_pair(item, cfg.channels) if with_truth else (None, None)
-        if image is None:
-            from ..data.masks import load_image
-
-            image = match_channels(load_image(item), cfg.channels)
+        image, mask = load_pair(item, cfg.channels)
         predicted.append(segment_image(segmenter, image, cfg).argmax(0).numpy().astype(np.uint8))
         truth.append(mask)
-    return (predicted, truth) if with_truth else predicted
+    return predicted, truth

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..data.sources import Item, Source
-from ..errors import HeadstartError
+from ..errors import HeadstartError, UnreadableItem
 from ..strategies.whole import get_whole_model_strategy
 from .base import fingerprint
 from .whole import WholeModelEstimator
@@ -156,9 +156,7 @@ class Segmenter(WholeModelEstimator):
 
         self.val_predictions_, self.val_truth_, self.metrics_ = [], [], {}
         if val_items:
-            predicted, truth = predict_items(
-                self.segmenter_, val_items, self._config(), with_truth=True
-            )
+            predicted, truth = predict_items(self.segmenter_, val_items, self._config())
             self.val_predictions_, self.val_truth_ = predicted, truth
             self.metrics_ = self.task_.score_masks(predicted, truth)
 
@@ -212,9 +210,13 @@ class Segmenter(WholeModelEstimator):
         volumes, skipped = open_inputs(_paths(inputs))
         rows = {s.id: {"input": s.id, "error": s.reason} for s in skipped}
         for volume in volumes:
-            masks = self.predict_volume(volume)
+            try:
+                masks = self.predict_volume(volume)
+            except UnreadableItem as err:  # headers read; the pixels can still fail
+                rows[volume.id] = {"input": volume.id, "error": str(err)}
+                continue
             written = volume.write_mask(masks, out_dir)
-            overlay = out_dir / f"{_stem(written)}_overlay.png"
+            overlay = out_dir / f"{_stem(written).removesuffix('_mask')}_overlay.png"
             middle = volume.slices // 2
             overlay_png(volume.slice(middle), masks[middle], self.task_.classes, overlay)
             counts = np.bincount(masks.reshape(-1), minlength=len(self.task_.classes))
@@ -238,9 +240,7 @@ class Segmenter(WholeModelEstimator):
 
         self._check_fitted()
         source = self._read(data, classes=self.task_.classes, where="evaluate")
-        predicted, truth = predict_items(
-            self.segmenter_, source.items, self._config(), with_truth=True
-        )
+        predicted, truth = predict_items(self.segmenter_, source.items, self._config())
         return self.task_.score_masks(predicted, truth)
 
     def score(self, data, y=None) -> float:
