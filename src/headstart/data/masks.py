@@ -818,19 +818,27 @@ def _series_pixels(series: _Series) -> np.ndarray:
 # ---- inputs to segment, and writing their masks ----------------------------------------------
 
 
+FLAT = "image"  # a Volume's kind for a 2-D image file
+
+
 @dataclass
 class Volume:
     """One input to segment: a 2-D image file (one slice), a NIfTI volume or a DICOM series."""
 
     id: str  # what the user passed (file or series folder), as a string
-    kind: str  # "image" (a 2-D file), "nifti" or "dicom"
+    kind: str  # FLAT (a 2-D image file), "nifti" or "dicom"
     slices: int  # number of 2-D slices
     path: Path
     shape: tuple[int, int, int]  # (H, W, slices)
 
+    @property
+    def flat(self) -> bool:
+        """A 2-D image file: one slice, its mask written as PNG."""
+        return self.kind == FLAT
+
     def slice(self, k: int) -> np.ndarray:
         """float32 (H, W, C) in [0, 1], as load_image."""
-        if self.kind == "image":
+        if self.flat:
             if k != 0:
                 raise IndexError(f"{self.id} is a 2-D image: its only slice is 0, not {k}")
             return _decode_2d(self.path, _image_array)
@@ -849,7 +857,7 @@ class Volume:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         masks = masks.astype(np.uint8)
-        if self.kind == "image":
+        if self.flat:
             target = out_dir / f"{self.path.stem}_mask.png"
             return _write_atomic(target, lambda tmp: Image.fromarray(masks[0]).save(tmp, "PNG"))
         import nibabel as nib
@@ -919,7 +927,7 @@ def _open_file(path: Path, volumes: list[Volume], skipped: list[Skip]) -> None:
             skipped.append(Skip(str(path), header))
         else:
             (width, height), _mode = header
-            volumes.append(Volume(str(path), "image", 1, path, (height, width, 1)))
+            volumes.append(Volume(str(path), FLAT, 1, path, (height, width, 1)))
     elif _is_dicom(path):
         _open_series(path, volumes, skipped)
     else:

@@ -194,7 +194,7 @@ class Segmenter(WholeModelEstimator):
         out = []
         for volume in volumes:
             masks = self.predict_volume(volume)
-            out.append(masks[0] if volume.kind == "image" else masks)
+            out.append(masks[0] if volume.flat else masks)
         return out
 
     def write_predictions(self, inputs, out_dir, order: list[str] | None = None) -> list[dict]:

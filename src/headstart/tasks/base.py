@@ -83,7 +83,8 @@ class Task:
     headline_metrics: ClassVar[tuple[tuple[str, str], ...]] = ()
     worst_by: ClassVar[str] = "largest absolute error"  # how worst_examples orders examples
     # the estimator class (estimators/) that trains this task when it is not the modality's
-    # classifier: tasks whose model is more than a head on a pooled vector (detection)
+    # classifier: tasks whose model is more than a head on a pooled vector (detection,
+    # segmentation)
     estimator: ClassVar[str] = ""
 
     @classmethod
