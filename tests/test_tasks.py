@@ -23,12 +23,13 @@ from headstart.tasks import (
 
 
 def test_registry_names_and_choices():
-    assert list(TASKS) == ["classification", "detection", "multilabel", "regression"]
-    assert task_choices() == ("auto", "classification", "detection", "multilabel", "regression")
+    names = ["classification", "detection", "multilabel", "regression", "segmentation"]
+    assert list(TASKS) == names
+    assert task_choices() == ("auto", *names)
     assert pooled_tasks() == ("classification", "multilabel", "regression")
     assert type(get_task("multilabel", ["a", "b"])) is MultiLabel
     with pytest.raises(HeadstartError, match="'task' parameter"):
-        get_task("segmentation", [])
+        get_task("ner", [])
 
 
 @pytest.mark.parametrize(
